@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PROTO   = protos/workerstate/v1/workerstate.proto
+STAMP   = $(VENV)/.installed
+
+.PHONY: run test lint typecheck proto clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("workerstate needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+## run: start the daemon on ./workerstate.db at 127.0.0.1:50051
+run: $(STAMP)
+	$(VENV)/bin/workerstate serve
+
+## test: the whole suite (includes ruff, mypy and the generated-code freshness check)
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+## proto: regenerate the committed bindings in protos/workerstate/v1/
+proto: $(STAMP)
+	$(PY) protos/generate.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""The workerstate client library."""

@@ -1,0 +1,1 @@
+"""Generated bindings for workerstate/v1/workerstate.proto (see `make proto`)."""

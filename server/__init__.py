@@ -1,0 +1,1 @@
+"""The workerstate daemon: owns the SQLite file and serves the WorkerService API."""

@@ -1,0 +1,123 @@
+"""The daemon's settings: command-line flags, each also read from a WORKERSTATE_* variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .domain import StaleThresholds
+
+_DURATION = re.compile(r"(\d+)(ms|s|m|h)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+def parse_duration(text: str) -> int:
+    """`500ms`, `30s`, `5m`, `1h` (or a sum such as `1m30s`) as milliseconds."""
+    text = text.strip()
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r}: use a number and a unit, e.g. 500ms, 30s, 5m, 1h"
+        )
+    return sum(int(n) * _UNIT_MS[u] for n, u in parts)
+
+
+def format_duration(ms: int) -> str:
+    for unit in ("h", "m", "s"):
+        if ms and ms % _UNIT_MS[unit] == 0:
+            return f"{ms // _UNIT_MS[unit]}{unit}"
+    return f"{ms}ms"
+
+
+def _positive_duration(text: str) -> int:
+    ms = parse_duration(text)
+    if ms <= 0:
+        raise argparse.ArgumentTypeError(f"duration {text!r} must be greater than zero")
+    return ms
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+# Defaults sized for workers that beat every few seconds: a minute of silence is worth a
+# look, five minutes is stuck, a quarter of an hour is gone.
+DEFAULT_THRESHOLDS = StaleThresholds(warn_ms=60_000, stale_ms=300_000, dead_ms=900_000)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything `serve` needs; built from flags, or directly by tests."""
+
+    db: Path = Path("workerstate.db")
+    listen: str = "127.0.0.1:50051"
+    thresholds: StaleThresholds = DEFAULT_THRESHOLDS
+    heartbeat_flush_ms: int = 1000
+    shutdown_grace_ms: int = 10_000
+    log_level: str = "info"
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `workerstate serve`; every default may come from the environment."""
+    d = Config()
+
+    def option(flag: str, default: str, help_text: str, **kwargs: object) -> None:
+        env = "WORKERSTATE_" + flag.lstrip("-").upper().replace("-", "_")
+        value = os.environ.get(env, default)
+        parser.add_argument(
+            flag,
+            default=value,
+            help=f"{help_text} (env {env}; default: {default})",
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    option("--db", str(d.db), "SQLite file the daemon owns; created if missing", type=Path)
+    option(
+        "--listen",
+        d.listen,
+        "address to serve on: HOST:PORT (port 0 picks a free one) or unix:PATH",
+    )
+    for flag, ms, meaning in (
+        ("--warn-after", d.thresholds.warn_ms, "WARN"),
+        ("--stale-after", d.thresholds.stale_ms, "STALE"),
+        ("--dead-after", d.thresholds.dead_ms, "DEAD"),
+    ):
+        option(
+            flag,
+            format_duration(ms),
+            f"heartbeat age at which an ASSIGNED or WORKING worker becomes {meaning}",
+            type=_positive_duration,
+        )
+    option(
+        "--heartbeat-flush",
+        format_duration(d.heartbeat_flush_ms),
+        "how often heartbeat times are written to the file; a crash loses at most this much",
+        type=_positive_duration,
+    )
+    option(
+        "--shutdown-grace",
+        format_duration(d.shutdown_grace_ms),
+        "on SIGTERM/SIGINT, how long in-flight calls may take to finish",
+        type=parse_duration,
+    )
+    option("--log-level", d.log_level, "log verbosity", choices=LOG_LEVELS)
+
+
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config:
+    """Check the flags together; a bad combination is a usage error, not a traceback."""
+    try:
+        thresholds = StaleThresholds(args.warn_after, args.stale_after, args.dead_after)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.log_level not in LOG_LEVELS:  # argparse checks choices on flags, not on defaults
+        parser.error(f"invalid log level {args.log_level!r}: choose from {', '.join(LOG_LEVELS)}")
+    return Config(
+        db=args.db,
+        listen=args.listen,
+        thresholds=thresholds,
+        heartbeat_flush_ms=args.heartbeat_flush,
+        shutdown_grace_ms=args.shutdown_grace,
+        log_level=args.log_level,
+    )

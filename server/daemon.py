@@ -1,0 +1,162 @@
+"""One running daemon: the file, the writer, the gRPC server and their background tasks.
+
+Start and stop happen in a fixed order so that nothing acknowledged is lost: the server stops
+taking calls and drains before the writer commits its queue, heartbeats are flushed last, and
+the file is closed (and its lock released) only after all of that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from workerstate.v1 import workerstate_pb2 as pb
+from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
+
+from .clock import Clock, SystemClock
+from .config import Config
+from .domain import Event
+from .heartbeats import Heartbeats
+from .hub import Hub
+from .servicer import Core, WorkerService
+from .store import EventReader, Store
+from .view import WorkerView
+from .writer import Writer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["WorkerService"].full_name
+# Applied request ids are kept this long, so a client may retry a change for a day.
+REQUEST_ID_RETENTION_MS = 24 * 3_600_000
+REQUEST_ID_PRUNE_INTERVAL_S = 3600.0
+
+
+class ListenError(Exception):
+    """The listen address cannot be bound."""
+
+
+@dataclass
+class Daemon:
+    """A started daemon; `stop()` shuts it down in order."""
+
+    config: Config
+    address: str
+    store: Store
+    core: Core
+    service: WorkerService
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    tasks: list[asyncio.Task[None]]
+
+    @classmethod
+    async def start(cls, config: Config, clock: Clock | None = None) -> Daemon:
+        clock = clock or SystemClock()
+        store = Store.open(config.db)
+        try:
+            return await cls._start(config, clock, store)
+        except BaseException:
+            store.close()
+            raise
+
+    @classmethod
+    async def _start(cls, config: Config, clock: Clock, store: Store) -> Daemon:
+        head = store.head_revision()
+        view = WorkerView(store.load_workers(), head)
+        hub = Hub(head)
+        heartbeats = Heartbeats(store.load_heartbeats())
+
+        def on_commit(events: list[Event]) -> None:
+            view.apply(events)
+            hub.publish(events)
+
+        writer = Writer(store, clock, head, on_commit)
+        core = Core(
+            writer=writer,
+            view=view,
+            hub=hub,
+            heartbeats=heartbeats,
+            reader=EventReader(config.db),
+            clock=clock,
+            thresholds=config.thresholds,
+            serving_since_ms=0,
+        )
+        service = WorkerService(core)
+        server = grpc.aio.server()
+        pb_grpc.add_WorkerServiceServicer_to_server(service, server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = _bind(server, config.listen)
+        writer.start()
+        await server.start()
+        # Ages count from here at the earliest: a restart must not make the fleet look dead.
+        core.serving_since_ms = clock.now_ms()
+        await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        tasks = [
+            asyncio.create_task(heartbeats.flush_every(writer, config.heartbeat_flush_ms / 1000)),
+            asyncio.create_task(_prune_request_ids(writer, clock)),
+        ]
+        log.info(
+            "serving %s on %s (db %s, revision %d, %d workers)",
+            SERVICE_NAME,
+            address,
+            config.db,
+            head,
+            len(view),
+        )
+        return cls(config, address, store, core, service, server, health_servicer, tasks)
+
+    def cut_grace(self) -> None:
+        """Cancel in-flight calls now instead of waiting out the grace period."""
+        self.tasks.append(asyncio.create_task(self.server.stop(0)))
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop taking calls, drain, end streams with UNAVAILABLE, flush, close the file."""
+        grace = self.config.shutdown_grace_ms / 1000 if grace_s is None else grace_s
+        log.info("shutting down (grace %.1fs)", grace)
+        await self.health.enter_graceful_shutdown()
+        self.service.stop_streams()
+        await self.server.stop(grace)
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.core.heartbeats.flush(self.core.writer)
+        await self.core.writer.close()
+        self.core.reader.close()
+        self.store.close()
+        log.info("stopped at revision %d", self.core.view.head)
+
+
+def _bind(server: grpc.aio.Server, listen: str) -> str:
+    """Bind the listen address; returns it with the real port when port 0 was asked for."""
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as e:
+        raise ListenError(f"cannot listen on {listen}: {e}") from None
+    if listen.startswith("unix:"):
+        # Only the owner may talk to the daemon through its socket.
+        os.chmod(listen.removeprefix("unix:").removeprefix("//"), 0o600)
+        return listen
+    if port == 0:
+        raise ListenError(f"cannot listen on {listen}: address in use or not permitted")
+    host = listen.rsplit(":", 1)[0]
+    return f"{host}:{port}"
+
+
+async def _prune_request_ids(writer: Writer, clock: Clock) -> None:
+    while True:
+        pruned = await writer.prune_requests(clock.now_ms() - REQUEST_ID_RETENTION_MS)
+        if pruned:
+            log.info("forgot %d request ids older than 24h", pruned)
+        await asyncio.sleep(REQUEST_ID_PRUNE_INTERVAL_S)

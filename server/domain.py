@@ -1,0 +1,313 @@
+"""The worker state machine: states, the transition table, compare-and-set rules, stale levels.
+
+Pure: no I/O and no clock reads. Callers pass `now_ms` and the stored worker in; the functions
+say what the change is or raise the domain error that explains why it is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class WorkerState(enum.Enum):
+    """A worker's position in the state machine; values are the seed's names."""
+
+    ASSIGNED = "ASSIGNED"
+    WORKING = "WORKING"
+    IN_REVIEW = "IN_REVIEW"
+    APPROVED = "APPROVED"
+    COMPLETED = "COMPLETED"
+    CONFLICTED = "CONFLICTED"
+    FAILED = "FAILED"
+
+
+class StaleLevel(enum.Enum):
+    """How long a worker has been silent; values are the seed's strings."""
+
+    OK = "ok"
+    WARN = "WARN"
+    STALE = "STALE"
+    DEAD = "DEAD"
+
+
+class EventType(enum.Enum):
+    """What a stored event records (the seed's task_assign, state_change, task_failed)."""
+
+    ASSIGNED = "ASSIGNED"
+    STATE_CHANGED = "STATE_CHANGED"
+    FAILED = "FAILED"
+
+
+S = WorkerState
+TRANSITIONS: Mapping[WorkerState, frozenset[WorkerState]] = {
+    S.ASSIGNED: frozenset({S.WORKING, S.FAILED}),
+    S.WORKING: frozenset({S.IN_REVIEW, S.CONFLICTED, S.FAILED}),
+    S.CONFLICTED: frozenset({S.IN_REVIEW, S.WORKING, S.FAILED}),
+    S.IN_REVIEW: frozenset({S.APPROVED, S.WORKING, S.FAILED}),
+    S.APPROVED: frozenset({S.COMPLETED, S.WORKING, S.FAILED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset({S.ASSIGNED}),
+}
+
+# Only these states are expected to heartbeat; the rest wait on people, not on the worker.
+LIVE_STATES = frozenset({S.ASSIGNED, S.WORKING})
+
+
+class WorkerStateError(Exception):
+    """Base of every error the daemon reports to a caller as a status."""
+
+
+class InvalidTransition(WorkerStateError):
+    """The (from, to) pair is not in the transition table."""
+
+    def __init__(self, from_state: WorkerState, to_state: WorkerState) -> None:
+        super().__init__(f"invalid transition: {from_state.value} -> {to_state.value}")
+        self.from_state = from_state
+        self.to_state = to_state
+
+
+class StaleState(WorkerStateError):
+    """The stored state or revision is not what the caller's compare-and-set expected."""
+
+    def __init__(
+        self, task_id: str, expected: WorkerState, actual: WorkerState, revision: int, message: str
+    ) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.expected = expected
+        self.actual = actual
+        self.revision = revision
+
+
+class WorkerNotFound(WorkerStateError):
+    """No worker has this task id."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"worker {task_id} not found")
+        self.task_id = task_id
+
+
+class WorkerExists(WorkerStateError):
+    """CreateWorker for a task id that already has a worker."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"worker {task_id} already exists")
+        self.task_id = task_id
+
+
+class WorkerCompleted(WorkerStateError):
+    """FailWorker on a COMPLETED worker, which is terminal."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"worker {task_id} is COMPLETED and cannot be failed")
+        self.task_id = task_id
+
+
+class RequestIdReused(WorkerStateError):
+    """A request id already applied to a different request."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            f"request_id {request_id!r} was already used for a different request; "
+            "use a fresh request_id for each intended change"
+        )
+        self.request_id = request_id
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad request field, named as in the proto."""
+
+    field: str
+    description: str
+
+
+class InvalidArgument(WorkerStateError):
+    """Request fields that break the documented limits."""
+
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
+        self.violations = violations
+
+
+class StorageUnavailable(WorkerStateError):
+    """The database refused a commit (disk full, file gone); nothing was written."""
+
+
+class ShuttingDown(WorkerStateError):
+    """The daemon is stopping and takes no more work."""
+
+    def __init__(self) -> None:
+        super().__init__("the daemon is shutting down; retry against the next one")
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """A worker as stored: everything but heartbeat times, which live apart."""
+
+    task_id: str
+    state: WorkerState
+    branch: str
+    worktree: str
+    description: str | None
+    created_at_ms: int
+    state_changed_at_ms: int
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of the log: the worker right after the change, and what changed."""
+
+    revision: int
+    type: EventType
+    worker: Worker
+    from_state: WorkerState | None
+    reason: str
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CreateWorker:
+    """Make a worker in ASSIGNED."""
+
+    task_id: str
+    branch: str
+    worktree: str
+    description: str | None
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """Compare-and-set move between two states."""
+
+    task_id: str
+    from_state: WorkerState
+    to_state: WorkerState
+    expected_revision: int = 0
+    reason: str = ""
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FailWorker:
+    """Move any worker but a COMPLETED one to FAILED."""
+
+    task_id: str
+    reason: str = ""
+    request_id: str = ""
+
+
+Command = CreateWorker | Transition | FailWorker
+
+
+def check_transition(from_state: WorkerState, to_state: WorkerState) -> None:
+    """Refuse a pair outside the table before any I/O (the seed checks it first, too)."""
+    if to_state not in TRANSITIONS[from_state]:
+        raise InvalidTransition(from_state, to_state)
+
+
+def fingerprint(command: Command) -> str:
+    """Identify what a request asks for, request id aside, to tell a retry from a reuse."""
+    body = repr(dataclasses.replace(command, request_id=""))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def apply(command: Command, current: Worker | None, revision: int, now_ms: int) -> Event:
+    """The event `command` makes at `revision`, given the stored worker; or the refusal."""
+    if isinstance(command, CreateWorker):
+        if current is not None:
+            raise WorkerExists(command.task_id)
+        worker = Worker(
+            task_id=command.task_id,
+            state=S.ASSIGNED,
+            branch=command.branch,
+            worktree=command.worktree,
+            description=command.description or None,
+            created_at_ms=now_ms,
+            state_changed_at_ms=now_ms,
+            revision=revision,
+        )
+        return Event(revision, EventType.ASSIGNED, worker, None, "", now_ms)
+    if current is None:
+        raise WorkerNotFound(command.task_id)
+    if isinstance(command, Transition):
+        check_transition(command.from_state, command.to_state)
+        if current.state is not command.from_state:
+            raise StaleState(
+                current.task_id,
+                command.from_state,
+                current.state,
+                current.revision,
+                f"worker {current.task_id} is {current.state.value}, "
+                f"not {command.from_state.value} (revision {current.revision})",
+            )
+        if command.expected_revision and current.revision != command.expected_revision:
+            raise StaleState(
+                current.task_id,
+                command.from_state,
+                current.state,
+                current.revision,
+                f"worker {current.task_id} is at revision {current.revision}, "
+                f"not {command.expected_revision}",
+            )
+        event_type, to_state = EventType.STATE_CHANGED, command.to_state
+    else:
+        if current.state is S.COMPLETED:
+            raise WorkerCompleted(current.task_id)
+        event_type, to_state = EventType.FAILED, S.FAILED
+    worker = dataclasses.replace(
+        current, state=to_state, state_changed_at_ms=now_ms, revision=revision
+    )
+    return Event(revision, event_type, worker, current.state, command.reason, now_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class StaleThresholds:
+    """Heartbeat ages, in ms, at which a live worker becomes WARN, STALE and DEAD."""
+
+    warn_ms: int
+    stale_ms: int
+    dead_ms: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.warn_ms <= self.stale_ms <= self.dead_ms:
+            raise ValueError(
+                "stale thresholds must satisfy 0 < warn-after <= stale-after <= dead-after"
+            )
+
+
+def aged_from_ms(worker: Worker, last_heartbeat_ms: int | None, serving_since_ms: int) -> int:
+    """When the worker's silence started counting.
+
+    A worker that never beat is aged from entering its state (the seed called it DEAD at
+    once), and no age counts from before the daemon began serving, so a restart does not make
+    the whole fleet look dead.
+    """
+    since = worker.state_changed_at_ms if last_heartbeat_ms is None else last_heartbeat_ms
+    return max(since, serving_since_ms)
+
+
+def stale_level(
+    worker: Worker,
+    last_heartbeat_ms: int | None,
+    now_ms: int,
+    serving_since_ms: int,
+    thresholds: StaleThresholds,
+) -> StaleLevel:
+    """The worker's stale level at `now_ms`; a level applies once the age reaches it."""
+    if worker.state not in LIVE_STATES:
+        return StaleLevel.OK
+    age = now_ms - aged_from_ms(worker, last_heartbeat_ms, serving_since_ms)
+    if age >= thresholds.dead_ms:
+        return StaleLevel.DEAD
+    if age >= thresholds.stale_ms:
+        return StaleLevel.STALE
+    if age >= thresholds.warn_ms:
+        return StaleLevel.WARN
+    return StaleLevel.OK

@@ -1,0 +1,80 @@
+"""The `workerstate` command: `workerstate serve` runs the daemon until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from .config import Config, add_serve_arguments, config_from_args
+from .daemon import Daemon, ListenError
+from .store import StoreError
+
+log = logging.getLogger("workerstate")
+
+SERVE_DESCRIPTION = (
+    "Run the workerstate daemon: it owns one SQLite file and serves the "
+    "workerstate.v1.WorkerService gRPC API (plus grpc.health.v1 and reflection). "
+    "SIGTERM or SIGINT stops it gracefully; a second signal stops it at once."
+)
+
+
+async def _serve(config: Config) -> None:
+    daemon = await Daemon.start(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        log.info("received %s", signal.Signals(signum).name)
+        if signals > 1:
+            daemon.cut_grace()
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await stop.wait()
+    await daemon.stop()
+
+
+def run(config: Config) -> int:
+    """Serve until signalled; returns the exit status (1 when the daemon cannot start)."""
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(_serve(config))
+    except (StoreError, ListenError) as e:
+        print(f"workerstate: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    """`python -m workerstate.server`: the same as `workerstate serve`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m workerstate.server", description=SERVE_DESCRIPTION
+    )
+    add_serve_arguments(parser)
+    return run(config_from_args(parser.parse_args(argv), parser))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="workerstate", description="workerstate: a worker state machine served over gRPC."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the daemon", description=SERVE_DESCRIPTION)
+    add_serve_arguments(serve)
+    args = parser.parse_args(argv)
+    return run(config_from_args(args, serve))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Domain records to protobuf messages, and the enum mappings both ways."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from workerstate.v1 import workerstate_pb2 as pb
+
+from .domain import Event, EventType, StaleLevel, Worker, WorkerState
+
+# protoc's stubs type enum fields as their wrapper class, its Value() as a plain int.
+STATE_TO_PB: dict[WorkerState, pb.WorkerState] = {
+    s: cast(pb.WorkerState, pb.WorkerState.Value(f"WORKER_STATE_{s.name}")) for s in WorkerState
+}
+STATE_FROM_PB: dict[int, WorkerState] = {v: k for k, v in STATE_TO_PB.items()}
+LEVEL_TO_PB: dict[StaleLevel, pb.StaleLevel] = {
+    s: cast(pb.StaleLevel, pb.StaleLevel.Value(f"STALE_LEVEL_{s.name}")) for s in StaleLevel
+}
+LEVEL_FROM_PB: dict[int, StaleLevel] = {v: k for k, v in LEVEL_TO_PB.items()}
+EVENT_TYPE_TO_PB: dict[EventType, pb.EventType] = {
+    t: cast(pb.EventType, pb.EventType.Value(f"EVENT_TYPE_{t.name}")) for t in EventType
+}
+
+
+def timestamp(ms: int) -> Timestamp:
+    seconds, millis = divmod(ms, 1000)
+    return Timestamp(seconds=seconds, nanos=millis * 1_000_000)
+
+
+def worker_message(
+    worker: Worker, last_heartbeat_ms: int | None = None, level: StaleLevel | None = None
+) -> pb.Worker:
+    """A Worker message; heartbeat and level are left unset for historic snapshots."""
+    message = pb.Worker(
+        task_id=worker.task_id,
+        state=STATE_TO_PB[worker.state],
+        branch=worker.branch,
+        worktree=worker.worktree,
+        description=worker.description,
+        created_at=timestamp(worker.created_at_ms),
+        state_changed_at=timestamp(worker.state_changed_at_ms),
+        revision=worker.revision,
+    )
+    if last_heartbeat_ms is not None:
+        message.last_heartbeat_at.CopyFrom(timestamp(last_heartbeat_ms))
+    if level is not None:
+        message.stale_level = LEVEL_TO_PB[level]
+    return message
+
+
+def event_message(event: Event) -> pb.WorkerEvent:
+    return pb.WorkerEvent(
+        revision=event.revision,
+        type=EVENT_TYPE_TO_PB[event.type],
+        worker=worker_message(event.worker),
+        from_state=None if event.from_state is None else STATE_TO_PB[event.from_state],
+        reason=event.reason,
+        time=timestamp(event.time_ms),
+    )

@@ -1,0 +1,347 @@
+"""The SQLite file: ownership lock, schema and migrations, and the statements behind each change.
+
+Only the writer calls the mutating methods, always between `begin()` and `commit()`. Reads of
+the event log go through `EventReader`, whose connections never wait for the writer (WAL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .domain import Event, EventType, Worker, WorkerState
+
+# Marks the file as ours ("wSt1"), so a stranger's SQLite file is refused, not migrated.
+APPLICATION_ID = 0x77537431
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+# MIGRATIONS[n] takes a file from schema version n to n + 1 (PRAGMA user_version).
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE workers (
+        task_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        worktree TEXT NOT NULL,
+        description TEXT,
+        created_at_ms INTEGER NOT NULL,
+        state_changed_at_ms INTEGER NOT NULL,
+        revision INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- The log. Each row also holds the worker as it was right after the change, so a
+    -- watcher or ListEvents can be answered from this table alone.
+    CREATE TABLE events (
+        revision INTEGER PRIMARY KEY,
+        type TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        from_state TEXT,
+        reason TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        branch TEXT NOT NULL,
+        worktree TEXT NOT NULL,
+        description TEXT,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX events_by_task ON events (task_id, revision);
+    CREATE TABLE heartbeats (
+        task_id TEXT PRIMARY KEY,
+        ts_ms INTEGER NOT NULL,
+        activity TEXT NOT NULL
+    ) WITHOUT ROWID;
+    -- Applied request ids and the worker each one answered with, for idempotent retries.
+    CREATE TABLE requests (
+        request_id TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        worker TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX requests_by_age ON requests (created_at_ms);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_EVENT_COLUMNS = (
+    "revision, type, task_id, state, from_state, reason, time_ms,"
+    " branch, worktree, description, created_at_ms"
+)
+_WORKER_COLUMNS = (
+    "task_id, state, branch, worktree, description, created_at_ms, state_changed_at_ms, revision"
+)
+
+
+class StoreError(Exception):
+    """The file cannot be served: locked by another daemon, not ours, corrupt, or too new."""
+
+
+def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rw'}"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    # WAL readers never block on the writer; a checkpoint can briefly, hence a timeout.
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return conn
+
+
+def _acquire_lock(path: Path) -> int:
+    """Hold an exclusive lock beside the file for the daemon's lifetime."""
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreError(
+            f"{path} is already served by another workerstate daemon (pid {owner})"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _check_existing(path: Path) -> None:
+    """Refuse, without writing a byte, a file that is not a workerstate database we can serve."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise StoreError(f"{path} is not a workerstate database (not SQLite); left untouched")
+    try:
+        with contextlib.closing(_connect(path, read_only=True)) as conn:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{path} cannot be read as a database ({e}); left untouched") from None
+    if app_id != APPLICATION_ID and (app_id != 0 or tables):
+        raise StoreError(f"{path} is a SQLite file of another program; left untouched")
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has schema version {version}, newer than this daemon's {SCHEMA_VERSION};"
+            " upgrade workerstate"
+        )
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for step in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in MIGRATIONS[step].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {step + 1}")
+        conn.execute("COMMIT")
+
+
+def _worker_from_row(row: tuple[Any, ...]) -> Worker:
+    task_id, state, branch, worktree, description, created, changed, revision = row
+    return Worker(
+        task_id, WorkerState(state), branch, worktree, description, created, changed, revision
+    )
+
+
+def _event_from_row(row: tuple[Any, ...]) -> Event:
+    revision, type_, task_id, state, from_state, reason, time_ms = row[:7]
+    branch, worktree, description, created = row[7:]
+    worker = _worker_from_row(
+        (task_id, state, branch, worktree, description, created, time_ms, revision)
+    )
+    return Event(
+        worker.revision,
+        EventType(type_),
+        worker,
+        None if from_state is None else WorkerState(from_state),
+        reason,
+        worker.state_changed_at_ms,
+    )
+
+
+def _worker_to_json(worker: Worker) -> str:
+    return json.dumps(
+        [
+            worker.task_id,
+            worker.state.value,
+            worker.branch,
+            worker.worktree,
+            worker.description,
+            worker.created_at_ms,
+            worker.state_changed_at_ms,
+            worker.revision,
+        ]
+    )
+
+
+class Store:
+    """The daemon's one write connection to its file, and the file's ownership lock."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int) -> None:
+        self.path = path
+        self._conn = conn
+        self._lock_fd = lock_fd
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Lock, check, create or migrate the file; raises StoreError with a clear reason."""
+        if not path.parent.is_dir():
+            raise StoreError(f"cannot create {path}: folder {path.parent} does not exist")
+        lock_fd = _acquire_lock(path)
+        try:
+            _check_existing(path)
+            # Created 0600: worker data is nobody else's business.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            conn = _connect(path)
+            conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: an acknowledged change survives a power cut, not only a crash.
+            conn.execute("PRAGMA synchronous = FULL")
+            _migrate(conn)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return cls(path, conn, lock_fd)
+
+    def close(self) -> None:
+        self._conn.close()
+        os.close(self._lock_fd)
+
+    # -- loading at start -------------------------------------------------------------
+
+    def head_revision(self) -> int:
+        return int(
+            self._conn.execute("SELECT coalesce(max(revision), 0) FROM events").fetchone()[0]
+        )
+
+    def load_workers(self) -> list[Worker]:
+        """Every worker, oldest change first."""
+        rows = self._conn.execute(f"SELECT {_WORKER_COLUMNS} FROM workers ORDER BY revision")
+        return [_worker_from_row(row) for row in rows]
+
+    def load_heartbeats(self) -> dict[str, int]:
+        return dict(self._conn.execute("SELECT task_id, ts_ms FROM heartbeats").fetchall())
+
+    # -- the writer's statements --------------------------------------------------------
+
+    def begin(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def worker(self, task_id: str) -> Worker | None:
+        row = self._conn.execute(
+            f"SELECT {_WORKER_COLUMNS} FROM workers WHERE task_id = ?", (task_id,)
+        ).fetchone()
+        return None if row is None else _worker_from_row(row)
+
+    def applied_request(self, request_id: str) -> tuple[str, Worker] | None:
+        """The fingerprint and answer of an already applied request id."""
+        row = self._conn.execute(
+            "SELECT fingerprint, worker FROM requests WHERE request_id = ?", (request_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return row[0], _worker_from_row(tuple(json.loads(row[1])))
+
+    def append(self, event: Event, request_id: str, fingerprint: str) -> None:
+        """Store the worker as the event left it, the event, and the request id if any."""
+        w = event.worker
+        self._conn.execute(
+            f"INSERT OR REPLACE INTO workers ({_WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                w.task_id,
+                w.state.value,
+                w.branch,
+                w.worktree,
+                w.description,
+                w.created_at_ms,
+                w.state_changed_at_ms,
+                w.revision,
+            ),
+        )
+        self._conn.execute(
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.revision,
+                event.type.value,
+                w.task_id,
+                w.state.value,
+                None if event.from_state is None else event.from_state.value,
+                event.reason,
+                event.time_ms,
+                w.branch,
+                w.worktree,
+                w.description,
+                w.created_at_ms,
+            ),
+        )
+        if request_id:
+            self._conn.execute(
+                "INSERT INTO requests (request_id, fingerprint, worker, created_at_ms)"
+                " VALUES (?, ?, ?, ?)",
+                (request_id, fingerprint, _worker_to_json(w), event.time_ms),
+            )
+
+    def save_heartbeats(self, beats: Iterable[tuple[str, int, str]]) -> None:
+        self._conn.executemany(
+            "INSERT INTO heartbeats (task_id, ts_ms, activity) VALUES (?, ?, ?)"
+            " ON CONFLICT (task_id) DO UPDATE SET ts_ms = excluded.ts_ms,"
+            " activity = excluded.activity",
+            beats,
+        )
+
+    def prune_requests(self, before_ms: int) -> int:
+        """Forget request ids applied before `before_ms`; returns how many."""
+        return self._conn.execute(
+            "DELETE FROM requests WHERE created_at_ms < ?", (before_ms,)
+        ).rowcount
+
+
+class EventReader:
+    """Reads the log on read-only connections, one per thread, never waiting for a commit."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self._path, read_only=True)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def events(self, after_revision: int, limit: int, task_id: str, upto: int) -> list[Event]:
+        """Up to `limit` events in (after_revision, upto], oldest first; one task's or all.
+
+        `upto` keeps an answer consistent with the head the caller reports: the file may
+        already hold a commit whose answer has not yet reached the event loop.
+        """
+        where = "revision > ? AND revision <= ?" + (" AND task_id = ?" if task_id else "")
+        params = (after_revision, upto, task_id) if task_id else (after_revision, upto)
+        rows = self._conn().execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY revision LIMIT ?",
+            (*params, limit),
+        )
+        return [_event_from_row(row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()

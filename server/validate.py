@@ -1,0 +1,245 @@
+"""Requests checked against the documented limits and turned into domain values.
+
+Every problem in a request is reported at once, as BadRequest field violations naming the
+proto field, so a caller fixes them in one round.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from workerstate.v1 import workerstate_pb2 as pb
+
+from .domain import (
+    CreateWorker,
+    FailWorker,
+    FieldViolation,
+    InvalidArgument,
+    StaleLevel,
+    Transition,
+    WorkerState,
+)
+from .messages import LEVEL_FROM_PB, STATE_FROM_PB
+
+TASK_ID_MAX = 128
+TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]*")
+REQUEST_ID = re.compile(r"[!-~]*")  # printable ASCII, no spaces
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # newlines and tabs allowed
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+DEFAULT_EVENTS_LIMIT = 100
+MAX_EVENTS_LIMIT = 1000
+_TOKEN_PREFIX = "w1:"
+
+
+class _Checker:
+    """Collects violations while fields are read; `done()` raises them all together."""
+
+    def __init__(self) -> None:
+        self.violations: list[FieldViolation] = []
+
+    def bad(self, field: str, description: str) -> None:
+        self.violations.append(FieldViolation(field, description))
+
+    def done(self) -> None:
+        if self.violations:
+            raise InvalidArgument(self.violations)
+
+    def task_id(self, value: str, field: str = "task_id") -> str:
+        if not value:
+            self.bad(field, "required")
+        elif len(value) > TASK_ID_MAX:
+            self.bad(field, f"longer than {TASK_ID_MAX} characters")
+        elif not TASK_ID.fullmatch(value):
+            self.bad(
+                field,
+                "must start with a letter or digit and use only letters, digits and ._:@/+-",
+            )
+        return value
+
+    def text(
+        self, field: str, value: str, limit: int, *, required: bool = False, layout: bool = False
+    ) -> str:
+        if required and not value:
+            self.bad(field, "required")
+        elif len(value) > limit:
+            self.bad(field, f"longer than {limit} characters")
+        elif (CONTROL_BUT_LAYOUT if layout else CONTROL).search(value):
+            self.bad(field, "contains control characters")
+        return value
+
+    def request_id(self, value: str) -> str:
+        if len(value) > 128:
+            self.bad("request_id", "longer than 128 characters")
+        elif not REQUEST_ID.fullmatch(value):
+            self.bad("request_id", "must be printable ASCII without spaces")
+        return value
+
+    def state(self, field: str, value: int) -> WorkerState:
+        state = STATE_FROM_PB.get(value)
+        if state is None:
+            self.bad(field, f"must be a WorkerState other than UNSPECIFIED, got {value}")
+            return WorkerState.ASSIGNED  # never used: done() raises first
+        return state
+
+    def states(self, field: str, values: Iterable[int]) -> frozenset[WorkerState]:
+        return frozenset(self.state(field, v) for v in values)
+
+    def levels(self, field: str, values: Iterable[int]) -> frozenset[StaleLevel]:
+        levels = set()
+        for value in values:
+            level = LEVEL_FROM_PB.get(value)
+            if level is None:
+                self.bad(field, f"must be a StaleLevel other than UNSPECIFIED, got {value}")
+            else:
+                levels.add(level)
+        return frozenset(levels)
+
+    def not_negative(self, field: str, value: int) -> int:
+        if value < 0:
+            self.bad(field, "must not be negative")
+        return value
+
+
+def create_worker(request: pb.CreateWorkerRequest) -> CreateWorker:
+    c = _Checker()
+    command = CreateWorker(
+        task_id=c.task_id(request.task_id),
+        branch=c.text("branch", request.branch, 256, required=True),
+        worktree=c.text("worktree", request.worktree, 1024, required=True),
+        description=c.text("description", request.description, 4096, layout=True) or None,
+        request_id=c.request_id(request.request_id),
+    )
+    c.done()
+    return command
+
+
+def transition(request: pb.TransitionRequest) -> Transition:
+    c = _Checker()
+    command = Transition(
+        task_id=c.task_id(request.task_id),
+        from_state=c.state("from_state", request.from_state),
+        to_state=c.state("to_state", request.to_state),
+        expected_revision=c.not_negative("expected_revision", request.expected_revision),
+        reason=c.text("reason", request.reason, 4096, layout=True),
+        request_id=c.request_id(request.request_id),
+    )
+    c.done()
+    return command
+
+
+def fail_worker(request: pb.FailWorkerRequest) -> FailWorker:
+    c = _Checker()
+    command = FailWorker(
+        task_id=c.task_id(request.task_id),
+        reason=c.text("reason", request.reason, 4096, layout=True),
+        request_id=c.request_id(request.request_id),
+    )
+    c.done()
+    return command
+
+
+def task_id(value: str) -> str:
+    c = _Checker()
+    c.task_id(value)
+    c.done()
+    return value
+
+
+def heartbeat(request: pb.HeartbeatRequest) -> tuple[str, str]:
+    c = _Checker()
+    beat = c.task_id(request.task_id), c.text("activity", request.activity, 1024)
+    c.done()
+    return beat
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerQuery:
+    """A ListWorkers request, checked."""
+
+    states: frozenset[WorkerState]
+    levels: frozenset[StaleLevel]
+    page_size: int
+    below_revision: int  # 0: from the newest
+
+
+def page_token(below_revision: int) -> str:
+    return base64.urlsafe_b64encode(f"{_TOKEN_PREFIX}{below_revision}".encode()).decode()
+
+
+def _parse_page_token(c: _Checker, token: str) -> int:
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
+        if text.startswith(_TOKEN_PREFIX) and (below := int(text[len(_TOKEN_PREFIX) :])) > 0:
+            return below
+    except (ValueError, binascii.Error, UnicodeError):
+        pass
+    c.bad("page_token", "not a token this daemon issued; pass next_page_token back unchanged")
+    return 0
+
+
+def list_workers(request: pb.ListWorkersRequest) -> WorkerQuery:
+    c = _Checker()
+    query = WorkerQuery(
+        states=c.states("states", request.states),
+        levels=c.levels("stale_levels", request.stale_levels),
+        page_size=min(c.not_negative("page_size", request.page_size), MAX_PAGE_SIZE)
+        or DEFAULT_PAGE_SIZE,
+        below_revision=_parse_page_token(c, request.page_token),
+    )
+    c.done()
+    return query
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """A ListEvents request, checked."""
+
+    after_revision: int
+    task_id: str
+    limit: int
+
+
+def list_events(request: pb.ListEventsRequest) -> EventQuery:
+    c = _Checker()
+    query = EventQuery(
+        after_revision=c.not_negative("after_revision", request.after_revision),
+        task_id=c.task_id(request.task_id) if request.task_id else "",
+        limit=min(c.not_negative("limit", request.limit), MAX_EVENTS_LIMIT) or DEFAULT_EVENTS_LIMIT,
+    )
+    c.done()
+    return query
+
+
+@dataclass(frozen=True, slots=True)
+class WatchQuery:
+    """A WatchState request, checked."""
+
+    start_revision: int
+    task_ids: frozenset[str]
+    states: frozenset[WorkerState]
+    send_initial_state: bool
+    liveness: bool
+    progress_notify: bool
+
+
+def watch(request: pb.WatchStateRequest) -> WatchQuery:
+    c = _Checker()
+    query = WatchQuery(
+        start_revision=c.not_negative("start_revision", request.start_revision),
+        task_ids=frozenset(c.task_id(t, "task_ids") for t in request.task_ids),
+        states=c.states("states", request.states),
+        send_initial_state=request.send_initial_state,
+        liveness=request.liveness,
+        progress_notify=request.progress_notify,
+    )
+    c.done()
+    return query

@@ -1,0 +1,185 @@
+"""The one writer: owns the write connection and commits queued changes in groups.
+
+Every change goes through here, on one thread, inside `BEGIN IMMEDIATE ... COMMIT` (the seed's
+discipline, without cross-process lock races). Whatever is queued when a commit starts joins
+it: each compare-and-set is still checked on its own against the state the earlier changes in
+the group left, but one fsync covers them all, and every caller is answered after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from . import domain
+from .clock import Clock
+from .domain import Command, Event, ShuttingDown, StorageUnavailable, Worker, WorkerStateError
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+# How many queued changes one commit may carry. Larger groups amortise the fsync further but
+# make the first caller in a group wait for the last one's statements; 256 changes take a few
+# milliseconds to apply, well under what the RPCs around them cost.
+MAX_GROUP = 256
+
+
+@dataclass(slots=True)
+class _Job:
+    """One queued unit of work and where its answer goes."""
+
+    future: asyncio.Future[object]
+    command: Command | None = None
+    heartbeats: list[tuple[str, int, str]] = field(default_factory=list)
+    prune_before_ms: int | None = None
+
+
+class Writer:
+    """Serialises every write; hands committed events to `on_commit` in revision order."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        head_revision: int,
+        on_commit: Callable[[list[Event]], None],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._head = head_revision
+        self._on_commit = on_commit
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="workerstate-writer", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread.start()
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop the thread; later submissions get ShuttingDown."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    async def execute(self, command: Command) -> Worker:
+        """Apply a command; returns the worker it left (or, for a retry, the original answer)."""
+        result = await self._submit(_Job(self._new_future(), command=command))
+        assert isinstance(result, Worker)
+        return result
+
+    async def save_heartbeats(self, beats: list[tuple[str, int, str]]) -> None:
+        await self._submit(_Job(self._new_future(), heartbeats=beats))
+
+    async def prune_requests(self, before_ms: int) -> int:
+        """Forget request ids older than `before_ms`; returns how many."""
+        result = await self._submit(_Job(self._new_future(), prune_before_ms=before_ms))
+        assert isinstance(result, int)
+        return result
+
+    def _new_future(self) -> asyncio.Future[object]:
+        assert self._loop is not None, "Writer.start() was not called"
+        return self._loop.create_future()
+
+    async def _submit(self, job: _Job) -> object:
+        if self._closed:
+            raise ShuttingDown()
+        self._queue.put(job)
+        # A caller that gives up (deadline, cancel) cancels only its future: the queued change
+        # still commits or fails as a whole, and `_deliver` skips the answer.
+        return await job.future
+
+    # -- the writer thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            group = [first]
+            while len(group) < MAX_GROUP:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                group.append(job)
+            self._commit(group)
+
+    def _commit(self, group: list[_Job]) -> None:
+        head_before = self._head
+        events: list[Event] = []
+        outcomes: list[object] = []
+        now_ms = self._clock.now_ms()
+        try:
+            self._store.begin()
+            for job in group:
+                try:
+                    outcomes.append(self._apply(job, now_ms, events))
+                except WorkerStateError as e:
+                    outcomes.append(e)
+            self._store.commit()
+        except sqlite3.Error as e:
+            log.error("commit of %d changes failed, nothing written: %s", len(group), e)
+            self._roll_back(head_before)
+            error = StorageUnavailable(
+                f"the database could not commit ({e}); nothing was written, retry later"
+            )
+            events, outcomes = [], [error] * len(group)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._deliver, group, outcomes, events)
+
+    def _roll_back(self, head_before: int) -> None:
+        self._head = head_before
+        try:
+            self._store.rollback()
+        except sqlite3.Error as e:
+            log.error("rollback failed: %s", e)
+
+    def _apply(self, job: _Job, now_ms: int, events: list[Event]) -> object:
+        if job.command is None:
+            if job.prune_before_ms is not None:
+                return self._store.prune_requests(job.prune_before_ms)
+            self._store.save_heartbeats(job.heartbeats)
+            return None
+        command = job.command
+        fingerprint = ""
+        if command.request_id:
+            fingerprint = domain.fingerprint(command)
+            applied = self._store.applied_request(command.request_id)
+            if applied is not None:
+                if applied[0] != fingerprint:
+                    raise domain.RequestIdReused(command.request_id)
+                return applied[1]
+        current = self._store.worker(command.task_id)
+        event = domain.apply(command, current, self._head + 1, now_ms)
+        self._store.append(event, command.request_id, fingerprint)
+        self._head = event.revision
+        events.append(event)
+        return event.worker
+
+    # -- back on the event loop -----------------------------------------------------------
+
+    def _deliver(
+        self, group: Sequence[_Job], outcomes: Sequence[object], events: list[Event]
+    ) -> None:
+        if events:
+            self._on_commit(events)
+        for job, outcome in zip(group, outcomes, strict=True):
+            if job.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)

@@ -22,21 +22,23 @@ SERVE_DESCRIPTION = (
 
 
 async def _serve(config: Config) -> None:
-    daemon = await Daemon.start(config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    daemon: Daemon | None = None
     signals = 0
 
     def on_signal(signum: int) -> None:
         nonlocal signals
         signals += 1
         log.info("received %s", signal.Signals(signum).name)
-        if signals > 1:
+        if signals > 1 and daemon is not None:
             daemon.cut_grace()
         stop.set()
 
+    # Handlers first: a signal that arrives while the daemon starts still stops it cleanly.
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    daemon = await Daemon.start(config)
     await stop.wait()
     await daemon.stop()
 

@@ -1,0 +1,166 @@
+"""Helpers for tests: real daemons in subprocesses, over real sockets, on real files."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from workerstate.v1 import workerstate_pb2 as pb
+from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
+
+READY = re.compile(r"serving workerstate\.v1\.WorkerService on (\S+)")
+_ids = itertools.count()
+
+
+def unique(prefix: str = "t") -> str:
+    """A task id no other test uses, so tests can share one daemon."""
+    return f"{prefix}-{os.getpid()}-{next(_ids)}"
+
+
+class DaemonProcess:
+    """`workerstate serve` in a subprocess; stopped by pid, never by name."""
+
+    def __init__(self, db: Path, *args: str, listen: str = "127.0.0.1:0") -> None:
+        self.db = db
+        self.args = ["--db", str(db), "--listen", listen, *args]
+        self.proc: subprocess.Popen[str] | None = None
+        self.address = ""
+        self.log: list[str] = []
+        self._channel: grpc.Channel | None = None
+
+    def start(self, timeout: float = 15.0) -> DaemonProcess:
+        self._close_channel()  # a restarted daemon may listen on another port
+        self.log = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "workerstate.server", *self.args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        ready = threading.Event()
+
+        def pump(stream: object) -> None:
+            for line in stream:  # type: ignore[attr-defined]
+                self.log.append(line)
+                match = READY.search(line)
+                if match:
+                    self.address = match.group(1)
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, args=(self.proc.stderr,), daemon=True).start()
+        if not ready.wait(timeout) or not self.address:
+            self.kill()
+            raise RuntimeError("daemon did not start:\n" + "".join(self.log))
+        return self
+
+    @property
+    def stub(self) -> pb_grpc.WorkerServiceStub:
+        return pb_grpc.WorkerServiceStub(self.channel)
+
+    @property
+    def channel(self) -> grpc.Channel:
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.address)
+        return self._channel
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Signal the daemon and wait for it; returns its exit code."""
+        self._close_channel()
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        return code
+
+    def kill(self) -> None:
+        self._close_channel()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self) -> DaemonProcess:
+        assert self.stop() == 0, "".join(self.log)
+        return self.start()
+
+
+def create(stub: pb_grpc.WorkerServiceStub, task_id: str | None = None, **kw: str) -> pb.Worker:
+    task_id = task_id or unique()
+    request = pb.CreateWorkerRequest(
+        task_id=task_id, branch=kw.pop("branch", f"work/{task_id}"), worktree="/tmp/wt", **kw
+    )
+    return stub.CreateWorker(request).worker
+
+
+def details(
+    error: grpc.RpcError,
+) -> tuple[
+    grpc.StatusCode, error_details_pb2.ErrorInfo | None, error_details_pb2.BadRequest | None
+]:
+    """The code and the decoded ErrorInfo or BadRequest of a failed call."""
+    status = rpc_status.from_call(error)
+    info = bad = None
+    assert status is not None, f"no status details on {error}"
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+    return error.code(), info, bad
+
+
+def wait_until(predicate: object, timeout: float = 5.0, interval: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(interval)
+
+
+class InProcessDaemon:
+    """A Daemon on its own event-loop thread, with a clock the test moves by hand.
+
+    Still a real gRPC server on a real socket and a real file: only time is fake.
+    """
+
+    def __init__(self, config: object, clock: object) -> None:
+        import asyncio
+
+        from workerstate.server.daemon import Daemon
+
+        self.clock = clock
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.daemon = asyncio.run_coroutine_threadsafe(
+            Daemon.start(config, clock),
+            self._loop,  # type: ignore[arg-type]
+        ).result(15)
+        self.channel = grpc.insecure_channel(self.daemon.address)
+        self.stub = pb_grpc.WorkerServiceStub(self.channel)
+
+    def stop(self) -> None:
+        import asyncio
+
+        self.channel.close()
+        asyncio.run_coroutine_threadsafe(self.daemon.stop(1.0), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

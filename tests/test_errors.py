@@ -1,0 +1,131 @@
+"""Every documented error: its code, ErrorInfo reason and metadata, or BadRequest fields."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from harness import create, details, unique
+from workerstate.v1 import workerstate_pb2 as pb
+
+S = pb.WorkerState
+
+
+def fails(call, request):
+    with pytest.raises(grpc.RpcError) as caught:
+        call(request)
+    return details(caught.value)
+
+
+def test_unknown_task_is_worker_not_found_for_every_rpc(stub):
+    missing = unique("missing")
+    calls = [
+        (stub.GetWorker, pb.GetWorkerRequest(task_id=missing)),
+        (stub.Heartbeat, pb.HeartbeatRequest(task_id=missing)),
+        (stub.FailWorker, pb.FailWorkerRequest(task_id=missing)),
+        (
+            stub.Transition,
+            pb.TransitionRequest(
+                task_id=missing,
+                from_state=S.WORKER_STATE_ASSIGNED,
+                to_state=S.WORKER_STATE_WORKING,
+            ),
+        ),
+    ]
+    for call, request in calls:
+        code, info, _ = fails(call, request)
+        assert code == grpc.StatusCode.NOT_FOUND
+        assert info.reason == "WORKER_NOT_FOUND"
+        assert info.metadata["task_id"] == missing
+
+
+def test_existing_task_is_worker_exists(stub):
+    worker = create(stub)
+    code, info, _ = fails(
+        stub.CreateWorker,
+        pb.CreateWorkerRequest(task_id=worker.task_id, branch="other", worktree="/w"),
+    )
+    assert code == grpc.StatusCode.ALREADY_EXISTS
+    assert info.reason == "WORKER_EXISTS"
+    assert stub.GetWorker(pb.GetWorkerRequest(task_id=worker.task_id)).worker.branch != "other"
+
+
+@pytest.mark.parametrize(
+    ("request_", "fields"),
+    [
+        (pb.CreateWorkerRequest(), {"task_id", "branch", "worktree"}),
+        (pb.CreateWorkerRequest(task_id="x" * 129, branch="b", worktree="w"), {"task_id"}),
+        (pb.CreateWorkerRequest(task_id="has space", branch="b", worktree="w"), {"task_id"}),
+        (pb.CreateWorkerRequest(task_id="-lead", branch="b", worktree="w"), {"task_id"}),
+        (pb.CreateWorkerRequest(task_id="t", branch="b\x00", worktree="w"), {"branch"}),
+        (pb.CreateWorkerRequest(task_id="t", branch="b" * 257, worktree="w"), {"branch"}),
+        (pb.CreateWorkerRequest(task_id="t", branch="b", worktree="w" * 1025), {"worktree"}),
+        (
+            pb.CreateWorkerRequest(task_id="t", branch="b", worktree="w", description="d" * 4097),
+            {"description"},
+        ),
+        (
+            pb.CreateWorkerRequest(task_id="t", branch="b", worktree="w", request_id="a b"),
+            {"request_id"},
+        ),
+        (pb.TransitionRequest(task_id="t"), {"from_state", "to_state"}),
+        (pb.TransitionRequest(task_id="t", from_state=99, to_state=2), {"from_state"}),
+        (
+            pb.TransitionRequest(task_id="t", from_state=1, to_state=2, expected_revision=-1),
+            {"expected_revision"},
+        ),
+        (pb.FailWorkerRequest(task_id="t", reason="r\x1b[31m"), {"reason"}),
+        (pb.GetWorkerRequest(), {"task_id"}),
+        (pb.HeartbeatRequest(task_id="t", activity="a\nb"), {"activity"}),
+        (pb.ListWorkersRequest(states=[0]), {"states"}),
+        (pb.ListWorkersRequest(stale_levels=[42]), {"stale_levels"}),
+        (pb.ListWorkersRequest(page_size=-1), {"page_size"}),
+        (pb.ListWorkersRequest(page_token="garbage!"), {"page_token"}),
+        (pb.ListEventsRequest(after_revision=-5, limit=-1), {"after_revision", "limit"}),
+        (pb.ListEventsRequest(task_id="bad id"), {"task_id"}),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, set) else ",".join(sorted(v)),
+)
+def test_bad_fields_are_bad_request_naming_the_field(stub, request_, fields):
+    call = getattr(stub, type(request_).__name__.removesuffix("Request"))
+    code, info, bad = fails(call, request_)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert info is None
+    assert {v.field for v in bad.field_violations} == fields
+    assert all(v.description for v in bad.field_violations)
+
+
+def test_description_and_reason_may_hold_newlines_and_tabs(stub):
+    worker = create(stub, description="line one\n\tline two")
+    assert worker.description == "line one\n\tline two"
+    failed = stub.FailWorker(pb.FailWorkerRequest(task_id=worker.task_id, reason="a\nb"))
+    assert failed.worker.state == S.WORKER_STATE_FAILED
+
+
+def test_invalid_transition_is_reported_before_the_worker_is_looked_up(stub):
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Transition(
+            pb.TransitionRequest(
+                task_id=unique("missing"),
+                from_state=S.WORKER_STATE_COMPLETED,
+                to_state=S.WORKER_STATE_WORKING,
+            )
+        )
+    code, info, _ = details(caught.value)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.reason == "INVALID_TRANSITION"
+    assert caught.value.details() == "invalid transition: COMPLETED -> WORKING"
+
+
+def test_stale_state_message_reads_like_a_sentence(stub):
+    worker = create(stub)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Transition(
+            pb.TransitionRequest(
+                task_id=worker.task_id,
+                from_state=S.WORKER_STATE_WORKING,
+                to_state=S.WORKER_STATE_IN_REVIEW,
+            )
+        )
+    assert caught.value.details() == (
+        f"worker {worker.task_id} is ASSIGNED, not WORKING (revision {worker.revision})"
+    )

@@ -1,0 +1,165 @@
+"""Heartbeats and stale levels: computed when read, from an injected clock."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import grpc
+import pytest
+from harness import InProcessDaemon, create, details, unique, wait_until
+from workerstate.server.clock import ManualClock
+from workerstate.server.config import Config
+from workerstate.server.domain import StaleThresholds
+from workerstate.v1 import workerstate_pb2 as pb
+
+S = pb.WorkerState
+L = pb.StaleLevel
+THRESHOLDS = StaleThresholds(warn_ms=10_000, stale_ms=20_000, dead_ms=30_000)
+
+
+@pytest.fixture
+def config(tmp_path):
+    return Config(db=tmp_path / "w.db", listen="127.0.0.1:0", thresholds=THRESHOLDS)
+
+
+@pytest.fixture
+def live(config):
+    daemon = InProcessDaemon(config, ManualClock())
+    yield daemon
+    daemon.stop()
+
+
+def level(stub, task_id: str) -> int:
+    return stub.GetWorker(pb.GetWorkerRequest(task_id=task_id)).worker.stale_level
+
+
+def test_levels_apply_once_the_age_reaches_each_threshold(live):
+    task_id = create(live.stub).task_id
+    steps = [
+        (9_999, L.STALE_LEVEL_OK),
+        (1, L.STALE_LEVEL_WARN),
+        (9_999, L.STALE_LEVEL_WARN),
+        (1, L.STALE_LEVEL_STALE),
+        (10_000, L.STALE_LEVEL_DEAD),
+    ]
+    for advance, expected in steps:
+        live.clock.advance(advance)
+        assert level(live.stub, task_id) == expected
+
+
+def test_a_heartbeat_brings_a_worker_back_to_ok(live):
+    task_id = create(live.stub).task_id
+    live.clock.advance(31_000)
+    assert level(live.stub, task_id) == L.STALE_LEVEL_DEAD
+    beat = live.stub.Heartbeat(pb.HeartbeatRequest(task_id=task_id, activity="compiling"))
+    assert beat.state == S.WORKER_STATE_ASSIGNED
+    worker = live.stub.GetWorker(pb.GetWorkerRequest(task_id=task_id)).worker
+    assert worker.stale_level == L.STALE_LEVEL_OK
+    assert worker.last_heartbeat_at == beat.received_at
+    live.clock.advance(10_000)
+    assert level(live.stub, task_id) == L.STALE_LEVEL_WARN
+
+
+def test_only_assigned_and_working_workers_go_stale(live):
+    task_id = create(live.stub).task_id
+    for state in (S.WORKER_STATE_WORKING, S.WORKER_STATE_IN_REVIEW):
+        live.stub.Transition(
+            pb.TransitionRequest(
+                task_id=task_id,
+                from_state=live.stub.GetWorker(pb.GetWorkerRequest(task_id=task_id)).worker.state,
+                to_state=state,
+            )
+        )
+    live.clock.advance(1_000_000)
+    assert level(live.stub, task_id) == L.STALE_LEVEL_OK
+
+
+def test_a_worker_that_never_beat_is_aged_from_entering_its_state(live):
+    task_id = create(live.stub).task_id
+    live.clock.advance(25_000)
+    assert level(live.stub, task_id) == L.STALE_LEVEL_STALE
+    live.stub.Transition(
+        pb.TransitionRequest(
+            task_id=task_id, from_state=S.WORKER_STATE_ASSIGNED, to_state=S.WORKER_STATE_WORKING
+        )
+    )
+    assert level(live.stub, task_id) == L.STALE_LEVEL_OK
+
+
+def test_a_restart_does_not_make_the_fleet_look_dead(config):
+    clock = ManualClock()
+    first = InProcessDaemon(config, clock)
+    quiet = create(first.stub).task_id
+    beating = create(first.stub).task_id
+    first.stub.Heartbeat(pb.HeartbeatRequest(task_id=beating))
+    first.stop()
+    clock.advance(3_600_000)  # an hour of downtime
+    second = InProcessDaemon(config, clock)
+    try:
+        assert level(second.stub, quiet) == L.STALE_LEVEL_OK
+        assert level(second.stub, beating) == L.STALE_LEVEL_OK
+        # The beat itself was kept (flushed at shutdown) ...
+        worker = second.stub.GetWorker(pb.GetWorkerRequest(task_id=beating)).worker
+        assert worker.HasField("last_heartbeat_at")
+        # ... and ages count again from the restart.
+        clock.advance(10_000)
+        assert level(second.stub, quiet) == L.STALE_LEVEL_WARN
+    finally:
+        second.stop()
+
+
+def test_list_filters_by_computed_stale_level(live):
+    fresh, silent = create(live.stub).task_id, create(live.stub).task_id
+    live.clock.advance(20_000)
+    live.stub.Heartbeat(pb.HeartbeatRequest(task_id=fresh))
+    stale = live.stub.ListWorkers(pb.ListWorkersRequest(stale_levels=[L.STALE_LEVEL_STALE]))
+    assert [w.task_id for w in stale.workers] == [silent]
+    ok = live.stub.ListWorkers(pb.ListWorkersRequest(stale_levels=[L.STALE_LEVEL_OK]))
+    assert [w.task_id for w in ok.workers] == [fresh]
+
+
+def test_heartbeat_tells_a_worker_it_was_failed_elsewhere(stub):
+    task_id = create(stub).task_id
+    assert stub.Heartbeat(pb.HeartbeatRequest(task_id=task_id)).state == S.WORKER_STATE_ASSIGNED
+    stub.FailWorker(pb.FailWorkerRequest(task_id=task_id, reason="reassigned"))
+    assert stub.Heartbeat(pb.HeartbeatRequest(task_id=task_id)).state == S.WORKER_STATE_FAILED
+
+
+def test_stream_heartbeats_answers_each_beat_and_ends_on_unknown_task(stub):
+    task_id = create(stub).task_id
+    requests = [pb.HeartbeatRequest(task_id=task_id, activity=f"step {i}") for i in range(5)]
+    responses = list(stub.StreamHeartbeats(iter(requests)))
+    assert [r.task_id for r in responses] == [task_id] * 5
+    assert all(r.state == S.WORKER_STATE_ASSIGNED for r in responses)
+    stream = stub.StreamHeartbeats(
+        iter([pb.HeartbeatRequest(task_id=task_id), pb.HeartbeatRequest(task_id=unique("no"))])
+    )
+    assert next(stream).task_id == task_id
+    with pytest.raises(grpc.RpcError) as caught:
+        next(stream)
+    code, info, _ = details(caught.value)
+    assert code == grpc.StatusCode.NOT_FOUND and info.reason == "WORKER_NOT_FOUND"
+
+
+def test_beats_are_written_in_batches(make_daemon):
+    daemon = make_daemon("--heartbeat-flush", "100ms")
+    task_id = create(daemon.stub).task_id
+    beat = daemon.stub.Heartbeat(pb.HeartbeatRequest(task_id=task_id, activity="testing"))
+
+    def stored() -> tuple[int, str] | None:
+        with sqlite3.connect(f"file:{daemon.db}?mode=ro", uri=True) as conn:
+            return conn.execute(
+                "SELECT ts_ms, activity FROM heartbeats WHERE task_id = ?", (task_id,)
+            ).fetchone()
+
+    wait_until(lambda: stored() is not None, timeout=5)
+    assert stored() == (beat.received_at.ToMilliseconds(), "testing")
+
+
+def test_thresholds_are_set_by_flags(make_daemon):
+    daemon = make_daemon("--warn-after", "300ms", "--stale-after", "1m", "--dead-after", "1h")
+    task_id = create(daemon.stub).task_id
+    assert level(daemon.stub, task_id) == L.STALE_LEVEL_OK
+    time.sleep(0.35)
+    assert level(daemon.stub, task_id) == L.STALE_LEVEL_WARN

@@ -1,0 +1,168 @@
+"""The daemon as an operator meets it: flags, environment, readiness, health, shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from harness import create, details, wait_until
+from workerstate.v1 import workerstate_pb2 as pb
+
+WORKERSTATE = Path(sys.executable).with_name("workerstate")
+FLAGS = [
+    "--db",
+    "--listen",
+    "--warn-after",
+    "--stale-after",
+    "--dead-after",
+    "--heartbeat-flush",
+    "--shutdown-grace",
+    "--log-level",
+]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(WORKERSTATE), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_documents_every_flag_with_its_env_and_default():
+    result = run("serve", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for flag in FLAGS:
+        env = "WORKERSTATE_" + flag.lstrip("-").upper().replace("-", "_")
+        assert flag in text and env in text, flag
+    assert "default: 127.0.0.1:50051" in text and "default: workerstate.db" in text
+    assert "serve" in run("--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve", "--warn-after", "5 minutes"], "invalid duration"),
+        (["serve", "--warn-after", "2m", "--stale-after", "1m"], "warn-after <= stale-after"),
+        (["serve", "--log-level", "loud"], "invalid choice"),
+        (["serve", "--heartbeat-flush", "0s"], "greater than zero"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_flags_are_usage_errors_without_tracebacks(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_environment_supplies_defaults(tmp_path):
+    result = run("serve", env={"WORKERSTATE_WARN_AFTER": "soon"})
+    assert result.returncode == 2 and "invalid duration 'soon'" in result.stderr
+    result = run("serve", env={"WORKERSTATE_LOG_LEVEL": "loud"})
+    assert result.returncode == 2 and "invalid log level" in result.stderr
+
+
+def test_environment_picks_the_database(make_daemon, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKERSTATE_DB", str(tmp_path / "from-env.db"))
+    daemon = make_daemon()
+    daemon.args = ["--listen", "127.0.0.1:0"]  # no --db: the variable decides
+    daemon.restart()
+    assert (tmp_path / "from-env.db").exists()
+
+
+def test_unreachable_listen_address_is_a_clear_error(tmp_path):
+    result = run("serve", "--db", str(tmp_path / "w.db"), "--listen", "256.1.1.1:1")
+    assert result.returncode == 1
+    assert "cannot listen on 256.1.1.1:1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_health_and_reflection_are_served(make_daemon):
+    daemon = make_daemon()
+    health = health_pb2_grpc.HealthStub(daemon.channel)
+    for service in ("", "workerstate.v1.WorkerService"):
+        status = health.Check(health_pb2.HealthCheckRequest(service=service)).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+    reflection = reflection_pb2_grpc.ServerReflectionStub(daemon.channel)
+    responses = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
+    names = {s.name for s in next(responses).list_services_response.service}
+    assert "workerstate.v1.WorkerService" in names
+
+
+def test_unix_socket_is_private(make_daemon, tmp_path):
+    socket = tmp_path / "ws.sock"
+    daemon = make_daemon(listen=f"unix:{socket}")
+    assert daemon.address == f"unix:{socket}"
+    assert socket.stat().st_mode & 0o777 == 0o600
+    assert create(daemon.stub).state == pb.WORKER_STATE_ASSIGNED
+
+
+def test_sigterm_ends_streams_with_unavailable_and_exits_zero(make_daemon):
+    daemon = make_daemon()
+    task_id = create(daemon.stub).task_id
+    watch = daemon.stub.WatchState(pb.WatchStateRequest())
+    held = threading.Event()
+
+    def requests():
+        yield pb.HeartbeatRequest(task_id=task_id)
+        held.wait(30)
+
+    beats = daemon.stub.StreamHeartbeats(requests())
+    assert next(beats).task_id == task_id
+    daemon.proc.send_signal(signal.SIGTERM)
+    for stream in (watch, beats):
+        with pytest.raises(grpc.RpcError) as caught:
+            next(stream)
+        code, info, _ = details(caught.value)
+        assert code == grpc.StatusCode.UNAVAILABLE
+        assert info.reason == "SHUTTING_DOWN"
+    held.set()
+    assert daemon.proc.wait(20) == 0
+    log = "".join(daemon.log)
+    assert "shutting down" in log and "stopped at revision 1" in log
+
+
+def test_in_flight_calls_finish_during_shutdown(make_daemon):
+    daemon = make_daemon()
+    stub = daemon.stub
+    results: list[object] = []
+
+    def client() -> None:
+        for _ in range(200):
+            try:
+                results.append(create(stub).task_id)
+            except grpc.RpcError as e:
+                results.append(e.code())
+                return
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    wait_until(lambda: len(results) >= 20)
+    daemon.proc.send_signal(signal.SIGTERM)
+    thread.join(30)
+    assert daemon.proc.wait(20) == 0
+    acknowledged = [r for r in results if isinstance(r, str)]
+    refused = [r for r in results if not isinstance(r, str)]
+    assert refused in ([], [grpc.StatusCode.UNAVAILABLE])
+    daemon.start()
+    stored = daemon.stub.ListWorkers(pb.ListWorkersRequest(page_size=1000)).workers
+    assert {w.task_id for w in stored} >= set(acknowledged)
+
+
+def test_python_dash_m_runs_the_same_daemon(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "workerstate.server", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "--heartbeat-flush" in result.stdout

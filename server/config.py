@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,29 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_THRESHOLDS = StaleThresholds(warn_ms=60_000, stale_ms=300_000, dead_ms=900_000)
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Which events compaction may delete: those both older than `for_ms` and not among
+    the newest `events`."""
+
+    events: int = 100_000
+    for_ms: int = 24 * 3_600_000
+    interval_ms: int = 5 * 60_000
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything `serve` needs; built from flags, or directly by tests."""
@@ -57,6 +81,9 @@ class Config:
     heartbeat_flush_ms: int = 1000
     shutdown_grace_ms: int = 10_000
     log_level: str = "info"
+    retention: Retention = Retention()
+    progress_interval_ms: int = 5_000
+    max_watchers: int = 4096
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +130,37 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_duration,
     )
     option("--log-level", d.log_level, "log verbosity", choices=LOG_LEVELS)
+    option(
+        "--retain-events",
+        str(d.retention.events),
+        "compaction keeps at least this many newest events (at least 1)",
+        type=_count(1),
+    )
+    option(
+        "--retain-for",
+        format_duration(d.retention.for_ms),
+        "compaction keeps every event younger than this (0s: keep only --retain-events)",
+        type=parse_duration,
+    )
+    option(
+        "--compact-interval",
+        format_duration(d.retention.interval_ms),
+        "how often compaction runs; it deletes in small batches between writes",
+        type=_positive_duration,
+    )
+    option(
+        "--progress-interval",
+        format_duration(d.progress_interval_ms),
+        "a WatchState stream with progress_notify that sent nothing for this long gets a"
+        " progress message with the head revision",
+        type=_positive_duration,
+    )
+    option(
+        "--max-watchers",
+        str(d.max_watchers),
+        "most concurrent WatchState streams; more get RESOURCE_EXHAUSTED",
+        type=_count(1),
+    )
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Config:
@@ -120,4 +178,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         heartbeat_flush_ms=args.heartbeat_flush,
         shutdown_grace_ms=args.shutdown_grace,
         log_level=args.log_level,
+        retention=Retention(args.retain_events, args.retain_for, args.compact_interval),
+        progress_interval_ms=args.progress_interval,
+        max_watchers=args.max_watchers,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -20,10 +21,13 @@ from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
 from .clock import Clock, SystemClock
+from .compaction import compact_every
 from .config import Config
 from .domain import Event
 from .heartbeats import Heartbeats
 from .hub import Hub
+from .liveness import Liveness
+from .messages import event_message
 from .servicer import Core, WorkerService
 from .store import EventReader, Store
 from .view import WorkerView
@@ -68,12 +72,17 @@ class Daemon:
     async def _start(cls, config: Config, clock: Clock, store: Store) -> Daemon:
         head = store.head_revision()
         view = WorkerView(store.load_workers(), head)
-        hub = Hub(head)
+        hub = Hub(head, store.oldest_revision())
         heartbeats = Heartbeats(store.load_heartbeats())
+        liveness = Liveness(view, heartbeats, clock, config.thresholds, hub.publish_liveness)
+        reader = EventReader(config.db)
 
         def on_commit(events: list[Event]) -> None:
+            # Readers see a change only now that it is durable; messages are built once here
+            # and shared by every watcher.
             view.apply(events)
-            hub.publish(events)
+            hub.publish(events, [event_message(e) for e in events])
+            liveness.on_commit(events)
 
         writer = Writer(store, clock, head, on_commit)
         core = Core(
@@ -81,10 +90,11 @@ class Daemon:
             view=view,
             hub=hub,
             heartbeats=heartbeats,
-            reader=EventReader(config.db),
+            liveness=liveness,
+            reader=reader,
             clock=clock,
-            thresholds=config.thresholds,
-            serving_since_ms=0,
+            progress_interval_ms=config.progress_interval_ms,
+            max_watchers=config.max_watchers,
         )
         service = WorkerService(core)
         server = grpc.aio.server()
@@ -98,12 +108,14 @@ class Daemon:
         writer.start()
         await server.start()
         # Ages count from here at the earliest: a restart must not make the fleet look dead.
-        core.serving_since_ms = clock.now_ms()
+        liveness.start(serving_since_ms=clock.now_ms())
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         tasks = [
             asyncio.create_task(heartbeats.flush_every(writer, config.heartbeat_flush_ms / 1000)),
             asyncio.create_task(_prune_request_ids(writer, clock)),
+            asyncio.create_task(liveness.run()),
+            asyncio.create_task(compact_every(config.retention, hub, reader, writer, clock)),
         ]
         log.info(
             "serving %s on %s (db %s, revision %d, %d workers)",
@@ -156,7 +168,8 @@ def _bind(server: grpc.aio.Server, listen: str) -> str:
 
 async def _prune_request_ids(writer: Writer, clock: Clock) -> None:
     while True:
-        pruned = await writer.prune_requests(clock.now_ms() - REQUEST_ID_RETENTION_MS)
+        before_ms = clock.now_ms() - REQUEST_ID_RETENTION_MS
+        pruned = await writer.upkeep(functools.partial(Store.prune_requests, before_ms=before_ms))
         if pruned:
             log.info("forgot %d request ids older than 24h", pruned)
         await asyncio.sleep(REQUEST_ID_PRUNE_INTERVAL_S)

@@ -134,6 +134,25 @@ class InvalidArgument(WorkerStateError):
         self.violations = violations
 
 
+class RevisionCompacted(WorkerStateError):
+    """The asked-for revision was compacted away; list again, then watch from the new head."""
+
+    def __init__(self, revision: int, compact_revision: int) -> None:
+        super().__init__(
+            f"revision {revision} has been compacted; the oldest stored revision is "
+            f"{compact_revision}: list the current state again and watch from its revision + 1"
+        )
+        self.compact_revision = compact_revision
+
+
+class TooManyWatchers(WorkerStateError):
+    """The daemon already serves its maximum number of watchers (--max-watchers)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the daemon already serves {limit} watchers (--max-watchers)")
+        self.limit = limit
+
+
 class StorageUnavailable(WorkerStateError):
     """The database refused a commit (disk full, file gone); nothing was written."""
 
@@ -311,3 +330,22 @@ def stale_level(
     if age >= thresholds.warn_ms:
         return StaleLevel.WARN
     return StaleLevel.OK
+
+
+def next_crossing_ms(
+    worker: Worker,
+    last_heartbeat_ms: int | None,
+    serving_since_ms: int,
+    thresholds: StaleThresholds,
+    level: StaleLevel,
+) -> int | None:
+    """When a worker at `level` reaches the next level if it stays silent; None if never."""
+    if worker.state not in LIVE_STATES:
+        return None
+    start = aged_from_ms(worker, last_heartbeat_ms, serving_since_ms)
+    after = {
+        StaleLevel.OK: thresholds.warn_ms,
+        StaleLevel.WARN: thresholds.stale_ms,
+        StaleLevel.STALE: thresholds.dead_ms,
+    }.get(level)
+    return None if after is None else start + after

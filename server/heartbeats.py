@@ -36,7 +36,8 @@ class Heartbeats:
             return
         batch, self._unsaved = self._unsaved, {}
         try:
-            await writer.save_heartbeats([(t, ms, act) for t, (ms, act) in batch.items()])
+            rows = [(task_id, ms, activity) for task_id, (ms, activity) in batch.items()]
+            await writer.upkeep(lambda store: store.save_heartbeats(rows))
         except WorkerStateError as e:
             log.warning("could not save %d heartbeats, will retry: %s", len(batch), e)
             # Newer beats that arrived meanwhile win over the ones being put back.

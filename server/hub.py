@@ -3,66 +3,118 @@
 Each event is held once, in revision order, however many watchers there are; a watcher is a
 cursor (the next revision it wants) that reads a slice and then waits for the head to move.
 Publishing never blocks: a watcher that falls behind the window reads the log from the file
-instead, so neither a slow watcher nor a thousand of them slows a writer.
+instead, so neither a slow watcher nor a thousand of them slows a writer. Liveness changes,
+which are computed rather than stored, have a window of their own with a sequence number.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Generic, TypeVar
+
+from workerstate.v1 import workerstate_pb2 as pb
 
 from .domain import Event, ShuttingDown
+from .liveness import LivenessChange
 
-# Events kept in memory for watchers that are nearly caught up. Larger windows let slower
-# watchers skip the file; each event costs a few hundred bytes.
-WINDOW_EVENTS = 20_000
+T = TypeVar("T")
+
+# Events kept in memory for watchers that are nearly caught up: between this many and twice
+# as many. Larger windows let slower watchers skip the file; each event costs about 1 KB with
+# its prebuilt message.
+WINDOW_EVENTS = 10_000
+# Liveness changes kept for watchers that are behind; older ones are skipped (and the watcher
+# told through the log), as a SNAPSHOT carries current levels anyway.
+WINDOW_LIVENESS = 10_000
+
+
+class _Window(Generic[T]):
+    """A list trimmed in bulk (amortised O(1)), addressed by absolute position."""
+
+    def __init__(self, first: int, size: int) -> None:
+        self.items: list[T] = []
+        self.first = first  # position of items[0]
+        self._size = size
+
+    @property
+    def next(self) -> int:
+        return self.first + len(self.items)
+
+    def extend(self, items: list[T]) -> None:
+        self.items.extend(items)
+        excess = len(self.items) - 2 * self._size
+        if excess > 0:
+            drop = excess + self._size
+            del self.items[:drop]
+            self.first += drop
+
+    def since(self, position: int, limit: int) -> list[T] | None:
+        if position < self.first:
+            return None
+        start = position - self.first
+        return self.items[start : start + limit]
 
 
 class Hub:
-    """The newest committed events, and a signal for "the head moved"."""
+    """The newest committed events and liveness changes, and a signal when either grows."""
 
-    def __init__(self, head: int, window: int = WINDOW_EVENTS) -> None:
+    def __init__(self, head: int, compact_revision: int) -> None:
         self.head = head
-        self._window = window
-        self._events: list[Event] = []
-        self._first = head + 1  # revision of self._events[0]
+        # Oldest revision still stored; announced before compaction deletes anything older.
+        self.compact_revision = compact_revision
+        self._events: _Window[tuple[Event, pb.WorkerEvent]] = _Window(head + 1, WINDOW_EVENTS)
+        self._liveness: _Window[LivenessChange] = _Window(0, WINDOW_LIVENESS)
         self._moved: asyncio.Future[None] | None = None
-        self._closed = False
+        self.closed = False
 
-    def publish(self, events: list[Event]) -> None:
-        """Add committed events (contiguous, in order) and wake every waiting watcher."""
-        self._events.extend(events)
+    def publish(self, events: list[Event], messages: list[pb.WorkerEvent]) -> None:
+        """Add committed events (contiguous, in order) with their messages, built once."""
+        self._events.extend(list(zip(events, messages, strict=True)))
         self.head = events[-1].revision
-        # Trim in bulk, amortised: the window holds between `window` and twice that.
-        excess = len(self._events) - 2 * self._window
-        if excess > 0:
-            drop = excess + self._window
-            del self._events[:drop]
-            self._first += drop
+        self._wake()
+
+    def publish_liveness(self, change: LivenessChange) -> None:
+        self._liveness.extend([change])
+        self._wake()
+
+    def _wake(self) -> None:
         if self._moved is not None:
             self._moved.set_result(None)
             self._moved = None
 
-    def since(self, revision: int, limit: int) -> list[Event] | None:
+    def since(self, revision: int, limit: int) -> list[tuple[Event, pb.WorkerEvent]] | None:
         """Up to `limit` events from `revision` on; None when the window no longer holds it."""
-        if revision < self._first:
-            return None
-        start = revision - self._first
-        return self._events[start : start + limit]
+        return self._events.since(revision, limit)
 
-    async def wait_past(self, revision: int) -> None:
-        """Return once the head is beyond `revision`; raise ShuttingDown when the hub closes."""
-        while self.head <= revision:
-            if self._closed:
+    @property
+    def liveness_next(self) -> int:
+        """Sequence number the next liveness change will get."""
+        return self._liveness.next
+
+    def liveness_since(self, seq: int) -> tuple[list[LivenessChange], int]:
+        """Liveness changes from `seq` on, and how many older ones fell out of the window."""
+        changes = self._liveness.since(seq, WINDOW_LIVENESS)
+        if changes is None:
+            return self._liveness.items[:], self._liveness.first - seq
+        return changes, 0
+
+    async def wait(self, revision: int, liveness_seq: int | None = None) -> None:
+        """Return once the head passes `revision` (or, if given, a liveness change at
+        `liveness_seq` exists); raise ShuttingDown when the hub closes."""
+        while self.head <= revision and (
+            liveness_seq is None or liveness_seq >= self._liveness.next
+        ):
+            if self.closed:
                 raise ShuttingDown()
             if self._moved is None:
                 self._moved = asyncio.get_running_loop().create_future()
+            # Shielded: many watchers await one future, and one watcher's cancellation must
+            # not cancel it for the others.
             await asyncio.shield(self._moved)
-        if self._closed:
+        if self.closed:
             raise ShuttingDown()
 
     def close(self) -> None:
         """End every watch: waiting watchers get ShuttingDown (UNAVAILABLE on the wire)."""
-        self._closed = True
-        if self._moved is not None:
-            self._moved.set_result(None)
-            self._moved = None
+        self.closed = True
+        self._wake()

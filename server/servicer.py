@@ -17,18 +17,16 @@ from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
 from . import domain, validate
 from .clock import Clock
-from .domain import Event, ShuttingDown, StaleThresholds, Worker, WorkerNotFound
+from .domain import RevisionCompacted, ShuttingDown, TooManyWatchers, Worker, WorkerNotFound
 from .errors import reported, reported_stream
 from .heartbeats import Heartbeats
 from .hub import Hub
+from .liveness import Liveness
 from .messages import STATE_TO_PB, event_message, timestamp, worker_message
 from .store import EventReader
 from .view import WorkerView
+from .watch import Watch
 from .writer import Writer
-
-# Most events in one WatchState message: each gRPC message costs far more than its bytes, so a
-# watcher gets everything it has pending at once, up to this many (about 100 KB).
-WATCH_BATCH = 500
 
 
 @dataclass
@@ -39,10 +37,11 @@ class Core:
     view: WorkerView
     hub: Hub
     heartbeats: Heartbeats
+    liveness: Liveness
     reader: EventReader
     clock: Clock
-    thresholds: StaleThresholds
-    serving_since_ms: int
+    progress_interval_ms: int
+    max_watchers: int
 
 
 class WorkerService(pb_grpc.WorkerServiceServicer):
@@ -52,6 +51,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         self._core = core
         self._streams: set[asyncio.Task[object]] = set()
         self._stopping = False
+        self._watchers = 0
 
     def stop_streams(self) -> None:
         """End every open stream with UNAVAILABLE so clients reconnect to the next daemon."""
@@ -60,15 +60,8 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         for task in self._streams:
             task.cancel()
 
-    def _liveness(self, worker: Worker, now_ms: int) -> tuple[int | None, domain.StaleLevel]:
-        """The worker's last beat and its stale level now (computed, never stored)."""
-        core = self._core
-        beat = core.heartbeats.last_ms(worker.task_id)
-        level = domain.stale_level(worker, beat, now_ms, core.serving_since_ms, core.thresholds)
-        return beat, level
-
     def _worker(self, worker: Worker, now_ms: int) -> pb.Worker:
-        return worker_message(worker, *self._liveness(worker, now_ms))
+        return worker_message(worker, *self._core.liveness.level(worker, now_ms))
 
     def _existing(self, task_id: str) -> Worker:
         worker = self._core.view.get(task_id)
@@ -129,7 +122,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         for worker in self._core.view.newest_first(query.below_revision):
             if query.states and worker.state not in query.states:
                 continue
-            beat, level = self._liveness(worker, now_ms)
+            beat, level = self._core.liveness.level(worker, now_ms)
             if query.levels and level not in query.levels:
                 continue
             if len(page) == query.page_size:
@@ -144,15 +137,22 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         self, request: pb.ListEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListEventsResponse:
         query = validate.list_events(request)
-        head = self._core.hub.head
-        events = (
-            None if query.task_id else self._core.hub.since(query.after_revision + 1, query.limit)
+        hub = self._core.hub
+        head = hub.head
+        self._check_not_compacted(query.after_revision)
+        window = None if query.task_id else hub.since(query.after_revision + 1, query.limit)
+        if window is not None:
+            return pb.ListEventsResponse(events=[m for _, m in window], revision=head)
+        events = await asyncio.to_thread(
+            self._core.reader.events, query.after_revision, query.limit, query.task_id, head
         )
-        if events is None:
-            events = await asyncio.to_thread(
-                self._core.reader.events, query.after_revision, query.limit, query.task_id, head
-            )
+        self._check_not_compacted(query.after_revision)  # compaction may have run meanwhile
         return pb.ListEventsResponse(events=[event_message(e) for e in events], revision=head)
+
+    def _check_not_compacted(self, after_revision: int) -> None:
+        compact_revision = self._core.hub.compact_revision
+        if after_revision < compact_revision - 1:
+            raise RevisionCompacted(after_revision + 1, compact_revision)
 
     # -- liveness -------------------------------------------------------------------------
 
@@ -161,6 +161,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         worker = self._existing(task_id)
         now_ms = self._core.clock.now_ms()
         self._core.heartbeats.beat(task_id, now_ms, activity)
+        self._core.liveness.on_beat(worker, now_ms)
         return pb.HeartbeatResponse(
             task_id=task_id, state=STATE_TO_PB[worker.state], received_at=timestamp(now_ms)
         )
@@ -188,22 +189,15 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         self, request: pb.WatchStateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchStateResponse]:
         query = validate.watch(request)
-        hub = self._core.hub
-        next_revision = query.start_revision or hub.head + 1
-        async with self._stream():
-            while True:
-                events = hub.since(next_revision, WATCH_BATCH)
-                if events is None:
-                    events = await asyncio.to_thread(
-                        self._core.reader.events, next_revision - 1, WATCH_BATCH, "", hub.head
-                    )
-                if not events:
-                    await hub.wait_past(next_revision - 1)
-                    continue
-                next_revision = events[-1].revision + 1
-                matching = [event_message(e) for e in events if _matches(query, e)]
-                if matching:
-                    yield pb.WatchStateResponse(events=matching)
+        if self._watchers >= self._core.max_watchers:
+            raise TooManyWatchers(self._core.max_watchers)
+        self._watchers += 1
+        try:
+            async with self._stream():
+                async for response in Watch(query, self._core).responses():
+                    yield response
+        finally:
+            self._watchers -= 1
 
     def _stream(self) -> _StreamScope:
         return _StreamScope(self)
@@ -229,10 +223,3 @@ class _StreamScope:
         if exc_type is asyncio.CancelledError and self._service._stopping:
             self._task.uncancel()
             raise ShuttingDown()
-
-
-def _matches(query: validate.WatchQuery, event: Event) -> bool:
-    worker = event.worker
-    if query.task_ids and worker.task_id not in query.task_ids:
-        return False
-    return not query.states or worker.state in query.states

@@ -219,6 +219,11 @@ class Store:
             self._conn.execute("SELECT coalesce(max(revision), 0) FROM events").fetchone()[0]
         )
 
+    def oldest_revision(self) -> int:
+        """The compact revision: the oldest stored event's, or the next one when none is."""
+        oldest = self._conn.execute("SELECT min(revision) FROM events").fetchone()[0]
+        return 1 if oldest is None else int(oldest)
+
     def load_workers(self) -> list[Worker]:
         """Every worker, oldest change first."""
         rows = self._conn.execute(f"SELECT {_WORKER_COLUMNS} FROM workers ORDER BY revision")
@@ -301,6 +306,14 @@ class Store:
             beats,
         )
 
+    def delete_events_below(self, revision: int, limit: int) -> int:
+        """Delete up to `limit` of the oldest events below `revision`; returns how many."""
+        return self._conn.execute(
+            "DELETE FROM events WHERE revision IN"
+            " (SELECT revision FROM events WHERE revision < ? ORDER BY revision LIMIT ?)",
+            (revision, limit),
+        ).rowcount
+
     def prune_requests(self, before_ms: int) -> int:
         """Forget request ids applied before `before_ms`; returns how many."""
         return self._conn.execute(
@@ -339,6 +352,21 @@ class EventReader:
             (*params, limit),
         )
         return [_event_from_row(row) for row in rows]
+
+    def compaction_cutoff(self, head: int, keep_events: int, before_ms: int) -> int:
+        """The oldest revision to keep: events below it are both older than `before_ms` and
+        not among the newest `keep_events`."""
+        by_count = head - keep_events + 1
+        row = (
+            self._conn()
+            .execute(
+                "SELECT revision FROM events WHERE time_ms >= ? ORDER BY revision LIMIT 1",
+                (before_ms,),
+            )
+            .fetchone()
+        )
+        by_age = head + 1 if row is None else int(row[0])
+        return min(by_count, by_age)
 
     def close(self) -> None:
         with self._lock:

@@ -233,6 +233,8 @@ class WatchQuery:
 
 def watch(request: pb.WatchStateRequest) -> WatchQuery:
     c = _Checker()
+    if request.send_initial_state and request.start_revision:
+        c.bad("start_revision", "must be 0 with send_initial_state: the snapshot is taken now")
     query = WatchQuery(
         start_revision=c.not_negative("start_revision", request.start_revision),
         task_ids=frozenset(c.task_id(t, "task_ids") for t in request.task_ids),

@@ -14,7 +14,8 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from . import domain
 from .clock import Clock
@@ -22,6 +23,7 @@ from .domain import Command, Event, ShuttingDown, StorageUnavailable, Worker, Wo
 from .store import Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How many queued changes one commit may carry. Larger groups amortise the fsync further but
 # make the first caller in a group wait for the last one's statements; 256 changes take a few
@@ -31,12 +33,11 @@ MAX_GROUP = 256
 
 @dataclass(slots=True)
 class _Job:
-    """One queued unit of work and where its answer goes."""
+    """One queued unit of work and where its answer goes: a command, or upkeep of the file."""
 
     future: asyncio.Future[object]
     command: Command | None = None
-    heartbeats: list[tuple[str, int, str]] = field(default_factory=list)
-    prune_before_ms: int | None = None
+    upkeep: Callable[[Store], object] | None = None
 
 
 class Writer:
@@ -76,14 +77,11 @@ class Writer:
         assert isinstance(result, Worker)
         return result
 
-    async def save_heartbeats(self, beats: list[tuple[str, int, str]]) -> None:
-        await self._submit(_Job(self._new_future(), heartbeats=beats))
-
-    async def prune_requests(self, before_ms: int) -> int:
-        """Forget request ids older than `before_ms`; returns how many."""
-        result = await self._submit(_Job(self._new_future(), prune_before_ms=before_ms))
-        assert isinstance(result, int)
-        return result
+    async def upkeep(self, work: Callable[[Store], T]) -> T:
+        """Run `work` on the store inside the next group's transaction (heartbeats, pruning,
+        compaction), so it never races a command and shares its fsync."""
+        result = await self._submit(_Job(self._new_future(), upkeep=work))
+        return cast(T, result)
 
     def _new_future(self) -> asyncio.Future[object]:
         assert self._loop is not None, "Writer.start() was not called"
@@ -148,12 +146,10 @@ class Writer:
             log.error("rollback failed: %s", e)
 
     def _apply(self, job: _Job, now_ms: int, events: list[Event]) -> object:
-        if job.command is None:
-            if job.prune_before_ms is not None:
-                return self._store.prune_requests(job.prune_before_ms)
-            self._store.save_heartbeats(job.heartbeats)
-            return None
+        if job.upkeep is not None:
+            return job.upkeep(self._store)
         command = job.command
+        assert command is not None
         fingerprint = ""
         if command.request_id:
             fingerprint = domain.fingerprint(command)

@@ -164,3 +164,47 @@ class InProcessDaemon:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+class Watcher:
+    """Reads a WatchState stream on a thread, keeping every message for the test to inspect."""
+
+    def __init__(self, stub: pb_grpc.WorkerServiceStub, **request: object) -> None:
+        self.stream = stub.WatchState(pb.WatchStateRequest(**request))  # type: ignore[arg-type]
+        self.messages: list[pb.WatchStateResponse] = []
+        self.error: grpc.RpcError | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for message in self.stream:
+                self.messages.append(message)
+        except grpc.RpcError as e:
+            self.error = e
+
+    @property
+    def events(self) -> list[pb.WorkerEvent]:
+        return [e for m in list(self.messages) for e in m.events]
+
+    def stored(self) -> list[pb.WorkerEvent]:
+        """Events from the log (not SNAPSHOT or LIVENESS_CHANGED)."""
+        computed = (pb.EVENT_TYPE_SNAPSHOT, pb.EVENT_TYPE_LIVENESS_CHANGED)
+        return [e for e in self.events if e.type not in computed]
+
+    def wait_for_revision(self, revision: int, timeout: float = 10.0) -> None:
+        wait_until(
+            lambda: self.error is not None or any(e.revision >= revision for e in self.stored()),
+            timeout,
+        )
+        if self.error is not None:
+            raise self.error
+
+    def ended(self, timeout: float = 10.0) -> grpc.RpcError:
+        self._thread.join(timeout)
+        assert self.error is not None, "stream did not end with an error"
+        return self.error
+
+    def close(self) -> None:
+        self.stream.cancel()
+        self._thread.join(5)

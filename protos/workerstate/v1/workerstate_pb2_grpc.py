@@ -157,10 +157,29 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchState(self, request, context):
-        """WatchState streams changes to workers. With start_revision = N it first replays
-        every stored event with revision >= N, then continues live; 0 means "from now".
-        When the daemon stops the stream ends with UNAVAILABLE: resume from the last
-        revision received + 1.
+        """WatchState streams changes to workers: every stored event matching the filters, in
+        revision order, each once, nothing skipped however busy the daemon or slow the watcher.
+        A message carries every matching event the watcher has pending, up to 500.
+
+        - start_revision = N replays every stored event with revision >= N, then continues
+        live with no gap and no duplicate; 0 means "from now". N below the oldest stored
+        revision is REVISION_COMPACTED.
+        - send_initial_state: first one SNAPSHOT event per matching worker (its current state
+        and stale level, all at one revision R), then a message with `synced {revision: R}`,
+        then live events with revision > R. Requires start_revision = 0.
+        - liveness: also LIVENESS_CHANGED events when an ASSIGNED or WORKING worker's stale
+        level crosses a threshold (OK -> WARN -> STALE -> DEAD, and back to OK on a
+        heartbeat), within a second of the crossing. They are computed, not stored: their
+        revision is the head at which they were observed, and a resumed watch learns current
+        levels from SNAPSHOT. A state change does not produce one (its event says enough).
+        - progress_notify: after --progress-interval (default 5s) without a message, a
+        `progress {revision}` message: every matching event up to that revision was sent,
+        so a filtered watcher knows where to resume.
+
+        When the daemon stops the stream ends with UNAVAILABLE (reason SHUTTING_DOWN): resume
+        from the last revision received + 1. More than --max-watchers concurrent streams get
+        TOO_MANY_WATCHERS.
+        Errors: REVISION_COMPACTED, TOO_MANY_WATCHERS, SHUTTING_DOWN, BadRequest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -168,8 +187,9 @@ class WorkerServiceServicer:
 
     def ListEvents(self, request, context):
         """ListEvents reads the event log: events with revision > after_revision, optionally
-        for one task, oldest first, at most `limit` of them.
-        Errors: BadRequest.
+        for one task, oldest first, at most `limit` of them. Old events are compacted away
+        (daemon flags --retain-events, --retain-for); asking for them is REVISION_COMPACTED.
+        Errors: REVISION_COMPACTED, BadRequest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

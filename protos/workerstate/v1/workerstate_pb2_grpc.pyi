@@ -37,6 +37,12 @@ google.rpc.BadRequest. Match on ErrorInfo.reason, never on the message text:
   INVALID_ARGUMENT    (BadRequest)        a field is empty, too long, has control characters or
                                           an UNSPECIFIED/unknown enum value; each
                                           field_violation names the proto field.
+  OUT_OF_RANGE        REVISION_COMPACTED  WatchState.start_revision or ListEvents.after_revision + 1
+                                          is older than the oldest stored event. Metadata:
+                                          compact_revision (the oldest stored revision): list
+                                          again, then watch from that list's revision + 1.
+  RESOURCE_EXHAUSTED  TOO_MANY_WATCHERS   the daemon serves --max-watchers streams already.
+                                          Metadata: max_watchers.
   UNAVAILABLE         STORAGE_UNAVAILABLE the database could not commit (disk full, file gone);
                                           nothing was written; retry with the same request_id.
   UNAVAILABLE         SHUTTING_DOWN       the daemon is stopping; retry against the next one.
@@ -123,15 +129,35 @@ class WorkerServiceStub:
     When the daemon stops the stream ends with UNAVAILABLE; reconnect and go on.
     """
     WatchState: _grpc.UnaryStreamMultiCallable[_workerstate_pb2.WatchStateRequest, _workerstate_pb2.WatchStateResponse]
-    """WatchState streams changes to workers. With start_revision = N it first replays
-    every stored event with revision >= N, then continues live; 0 means "from now".
-    When the daemon stops the stream ends with UNAVAILABLE: resume from the last
-    revision received + 1.
+    """WatchState streams changes to workers: every stored event matching the filters, in
+    revision order, each once, nothing skipped however busy the daemon or slow the watcher.
+    A message carries every matching event the watcher has pending, up to 500.
+
+    - start_revision = N replays every stored event with revision >= N, then continues
+      live with no gap and no duplicate; 0 means "from now". N below the oldest stored
+      revision is REVISION_COMPACTED.
+    - send_initial_state: first one SNAPSHOT event per matching worker (its current state
+      and stale level, all at one revision R), then a message with `synced {revision: R}`,
+      then live events with revision > R. Requires start_revision = 0.
+    - liveness: also LIVENESS_CHANGED events when an ASSIGNED or WORKING worker's stale
+      level crosses a threshold (OK -> WARN -> STALE -> DEAD, and back to OK on a
+      heartbeat), within a second of the crossing. They are computed, not stored: their
+      revision is the head at which they were observed, and a resumed watch learns current
+      levels from SNAPSHOT. A state change does not produce one (its event says enough).
+    - progress_notify: after --progress-interval (default 5s) without a message, a
+      `progress {revision}` message: every matching event up to that revision was sent,
+      so a filtered watcher knows where to resume.
+
+    When the daemon stops the stream ends with UNAVAILABLE (reason SHUTTING_DOWN): resume
+    from the last revision received + 1. More than --max-watchers concurrent streams get
+    TOO_MANY_WATCHERS.
+    Errors: REVISION_COMPACTED, TOO_MANY_WATCHERS, SHUTTING_DOWN, BadRequest.
     """
     ListEvents: _grpc.UnaryUnaryMultiCallable[_workerstate_pb2.ListEventsRequest, _workerstate_pb2.ListEventsResponse]
     """ListEvents reads the event log: events with revision > after_revision, optionally
-    for one task, oldest first, at most `limit` of them.
-    Errors: BadRequest.
+    for one task, oldest first, at most `limit` of them. Old events are compacted away
+    (daemon flags --retain-events, --retain-for); asking for them is REVISION_COMPACTED.
+    Errors: REVISION_COMPACTED, BadRequest.
     """
 
 @_typing.type_check_only
@@ -181,15 +207,35 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     When the daemon stops the stream ends with UNAVAILABLE; reconnect and go on.
     """
     WatchState: _aio.UnaryStreamMultiCallable[_workerstate_pb2.WatchStateRequest, _workerstate_pb2.WatchStateResponse]  # type: ignore[assignment]
-    """WatchState streams changes to workers. With start_revision = N it first replays
-    every stored event with revision >= N, then continues live; 0 means "from now".
-    When the daemon stops the stream ends with UNAVAILABLE: resume from the last
-    revision received + 1.
+    """WatchState streams changes to workers: every stored event matching the filters, in
+    revision order, each once, nothing skipped however busy the daemon or slow the watcher.
+    A message carries every matching event the watcher has pending, up to 500.
+
+    - start_revision = N replays every stored event with revision >= N, then continues
+      live with no gap and no duplicate; 0 means "from now". N below the oldest stored
+      revision is REVISION_COMPACTED.
+    - send_initial_state: first one SNAPSHOT event per matching worker (its current state
+      and stale level, all at one revision R), then a message with `synced {revision: R}`,
+      then live events with revision > R. Requires start_revision = 0.
+    - liveness: also LIVENESS_CHANGED events when an ASSIGNED or WORKING worker's stale
+      level crosses a threshold (OK -> WARN -> STALE -> DEAD, and back to OK on a
+      heartbeat), within a second of the crossing. They are computed, not stored: their
+      revision is the head at which they were observed, and a resumed watch learns current
+      levels from SNAPSHOT. A state change does not produce one (its event says enough).
+    - progress_notify: after --progress-interval (default 5s) without a message, a
+      `progress {revision}` message: every matching event up to that revision was sent,
+      so a filtered watcher knows where to resume.
+
+    When the daemon stops the stream ends with UNAVAILABLE (reason SHUTTING_DOWN): resume
+    from the last revision received + 1. More than --max-watchers concurrent streams get
+    TOO_MANY_WATCHERS.
+    Errors: REVISION_COMPACTED, TOO_MANY_WATCHERS, SHUTTING_DOWN, BadRequest.
     """
     ListEvents: _aio.UnaryUnaryMultiCallable[_workerstate_pb2.ListEventsRequest, _workerstate_pb2.ListEventsResponse]  # type: ignore[assignment]
     """ListEvents reads the event log: events with revision > after_revision, optionally
-    for one task, oldest first, at most `limit` of them.
-    Errors: BadRequest.
+    for one task, oldest first, at most `limit` of them. Old events are compacted away
+    (daemon flags --retain-events, --retain-for); asking for them is REVISION_COMPACTED.
+    Errors: REVISION_COMPACTED, BadRequest.
     """
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -284,10 +330,29 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _workerstate_pb2.WatchStateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_workerstate_pb2.WatchStateResponse], _abc.AsyncIterator[_workerstate_pb2.WatchStateResponse]]:
-        """WatchState streams changes to workers. With start_revision = N it first replays
-        every stored event with revision >= N, then continues live; 0 means "from now".
-        When the daemon stops the stream ends with UNAVAILABLE: resume from the last
-        revision received + 1.
+        """WatchState streams changes to workers: every stored event matching the filters, in
+        revision order, each once, nothing skipped however busy the daemon or slow the watcher.
+        A message carries every matching event the watcher has pending, up to 500.
+
+        - start_revision = N replays every stored event with revision >= N, then continues
+          live with no gap and no duplicate; 0 means "from now". N below the oldest stored
+          revision is REVISION_COMPACTED.
+        - send_initial_state: first one SNAPSHOT event per matching worker (its current state
+          and stale level, all at one revision R), then a message with `synced {revision: R}`,
+          then live events with revision > R. Requires start_revision = 0.
+        - liveness: also LIVENESS_CHANGED events when an ASSIGNED or WORKING worker's stale
+          level crosses a threshold (OK -> WARN -> STALE -> DEAD, and back to OK on a
+          heartbeat), within a second of the crossing. They are computed, not stored: their
+          revision is the head at which they were observed, and a resumed watch learns current
+          levels from SNAPSHOT. A state change does not produce one (its event says enough).
+        - progress_notify: after --progress-interval (default 5s) without a message, a
+          `progress {revision}` message: every matching event up to that revision was sent,
+          so a filtered watcher knows where to resume.
+
+        When the daemon stops the stream ends with UNAVAILABLE (reason SHUTTING_DOWN): resume
+        from the last revision received + 1. More than --max-watchers concurrent streams get
+        TOO_MANY_WATCHERS.
+        Errors: REVISION_COMPACTED, TOO_MANY_WATCHERS, SHUTTING_DOWN, BadRequest.
         """
 
     @_abc_1.abstractmethod
@@ -297,8 +362,9 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_workerstate_pb2.ListEventsResponse, _abc.Awaitable[_workerstate_pb2.ListEventsResponse]]:
         """ListEvents reads the event log: events with revision > after_revision, optionally
-        for one task, oldest first, at most `limit` of them.
-        Errors: BadRequest.
+        for one task, oldest first, at most `limit` of them. Old events are compacted away
+        (daemon flags --retain-events, --retain-for); asking for them is REVISION_COMPACTED.
+        Errors: REVISION_COMPACTED, BadRequest.
         """
 
 def add_WorkerServiceServicer_to_server(servicer: WorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

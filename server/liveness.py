@@ -1,0 +1,146 @@
+"""Stale levels: computed on read, and announced to watchers when they cross a threshold.
+
+Levels are never stored. For watchers, each live worker has one entry in a heap keyed by the
+time it would next cross a threshold if it stayed silent; one timer sleeps until the earliest
+entry. A heartbeat only updates a dict (its entry, now early, is re-pushed when it comes due),
+so 100k idle or busily beating workers cost nothing per tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from . import domain
+from .clock import Clock
+from .domain import LIVE_STATES, Event, StaleLevel, StaleThresholds, Worker
+from .heartbeats import Heartbeats
+from .view import WorkerView
+
+# Longest the timer sleeps without looking: a wall-clock step (or a test's manual clock) is
+# noticed within this long, and crossings fire within it.
+MAX_SLEEP_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessChange:
+    """A live worker's stale level crossed a threshold (or came back to OK on a beat)."""
+
+    revision: int  # head of the log when it was observed
+    worker: Worker
+    last_heartbeat_ms: int | None
+    from_level: StaleLevel
+    level: StaleLevel
+    time_ms: int
+
+
+class Liveness:
+    """Stale levels for reads, and crossings announced through `announce`."""
+
+    def __init__(
+        self,
+        view: WorkerView,
+        heartbeats: Heartbeats,
+        clock: Clock,
+        thresholds: StaleThresholds,
+        announce: Callable[[LivenessChange], None],
+    ) -> None:
+        self._view = view
+        self._heartbeats = heartbeats
+        self._clock = clock
+        self._thresholds = thresholds
+        self.serving_since_ms = 0
+        self._levels: dict[str, StaleLevel] = {}  # last announced level of each live worker
+        self._due: list[tuple[int, str]] = []  # (next crossing ms, task id), a heap
+        self._queued: set[str] = set()  # task ids with an entry in the heap
+        self._wake = asyncio.Event()
+        self._announce_change = announce
+
+    def level(self, worker: Worker, now_ms: int) -> tuple[int | None, StaleLevel]:
+        """The worker's last beat and its stale level at `now_ms`."""
+        beat = self._heartbeats.last_ms(worker.task_id)
+        level = domain.stale_level(worker, beat, now_ms, self.serving_since_ms, self._thresholds)
+        return beat, level
+
+    def start(self, serving_since_ms: int) -> None:
+        """Begin tracking every live worker; ages count from `serving_since_ms` at the earliest."""
+        self.serving_since_ms = serving_since_ms
+        self.track(self._view.newest_first())
+
+    def track(self, workers: Iterable[Worker]) -> None:
+        """Take note of changed workers silently: their change event already told watchers."""
+        now_ms = self._clock.now_ms()
+        for worker in workers:
+            if worker.state in LIVE_STATES:
+                self._levels[worker.task_id] = self.level(worker, now_ms)[1]
+                self._schedule(worker, now_ms)
+            else:
+                self._levels.pop(worker.task_id, None)
+
+    def on_commit(self, events: list[Event]) -> None:
+        self.track(e.worker for e in events)
+
+    def on_beat(self, worker: Worker, now_ms: int) -> None:
+        """A beat brings a stale worker back to OK at once."""
+        previous = self._levels.get(worker.task_id)
+        if previous is None:
+            return
+        if previous is not StaleLevel.OK:
+            self._levels[worker.task_id] = StaleLevel.OK
+            self._announce(worker, previous, StaleLevel.OK, now_ms)
+        self._schedule(worker, now_ms)
+
+    def _schedule(self, worker: Worker, now_ms: int) -> None:
+        if worker.task_id in self._queued:
+            return  # its entry is at or before the new crossing; re-pushed when it comes due
+        beat, level = self.level(worker, now_ms)
+        due = domain.next_crossing_ms(worker, beat, self.serving_since_ms, self._thresholds, level)
+        if due is not None:
+            if not self._due or due < self._due[0][0]:
+                self._wake.set()
+            heapq.heappush(self._due, (due, worker.task_id))
+            self._queued.add(worker.task_id)
+
+    def _announce(self, worker: Worker, before: StaleLevel, after: StaleLevel, now_ms: int) -> None:
+        change = LivenessChange(
+            revision=self._view.head,
+            worker=worker,
+            last_heartbeat_ms=self._heartbeats.last_ms(worker.task_id),
+            from_level=before,
+            level=after,
+            time_ms=now_ms,
+        )
+        self._announce_change(change)
+
+    def check_due(self) -> float:
+        """Announce every crossing that is due; returns seconds until the next one."""
+        now_ms = self._clock.now_ms()
+        while self._due and self._due[0][0] <= now_ms:
+            _, task_id = heapq.heappop(self._due)
+            self._queued.discard(task_id)
+            worker = self._view.get(task_id)
+            if worker is None or worker.state not in LIVE_STATES:
+                self._levels.pop(task_id, None)
+                continue
+            level = self.level(worker, now_ms)[1]
+            previous = self._levels.get(task_id, StaleLevel.OK)
+            if level is not previous:
+                self._levels[task_id] = level
+                self._announce(worker, previous, level, now_ms)
+            self._schedule(worker, now_ms)
+        if not self._due:
+            return MAX_SLEEP_S
+        return min(MAX_SLEEP_S, max(0.0, (self._due[0][0] - now_ms) / 1000))
+
+    async def run(self) -> None:
+        """The timer: sleep until the next crossing (or a sooner one is scheduled)."""
+        while True:
+            delay = self.check_due()
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass

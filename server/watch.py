@@ -1,0 +1,173 @@
+"""One WatchState stream: snapshot, replay and live events, liveness and progress, in order.
+
+A watcher is only a cursor: the next revision it wants (and, with liveness, the next liveness
+change). It reads the hub's shared window, or the log on a reader thread when it has fallen
+behind the window, and sends everything it has pending in one message. Sending awaits gRPC
+flow control, so a watcher that stops reading stops advancing and holds no events of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING
+
+from workerstate.v1 import workerstate_pb2 as pb
+
+from .domain import Event, RevisionCompacted, Worker
+from .liveness import LivenessChange
+from .messages import LEVEL_TO_PB, event_message, timestamp, worker_message
+from .validate import WatchQuery
+
+if TYPE_CHECKING:
+    from .servicer import Core
+
+log = logging.getLogger(__name__)
+
+# Most events in one message. Each gRPC message costs far more than its bytes, so a watcher
+# gets everything it has pending at once, up to this many (about 200 KB).
+WATCH_BATCH = 500
+
+
+class Watch:
+    """The state of one stream and the loop that feeds it."""
+
+    def __init__(self, query: WatchQuery, core: Core) -> None:
+        self._query = query
+        self._core = core
+        self._progress_s = core.progress_interval_ms / 1000
+        self._last_sent = time.monotonic()
+
+    def _matches(self, worker: Worker) -> bool:
+        q = self._query
+        if q.task_ids and worker.task_id not in q.task_ids:
+            return False
+        return not q.states or worker.state in q.states
+
+    async def responses(self) -> AsyncIterator[pb.WatchStateResponse]:
+        hub = self._core.hub
+        if self._query.send_initial_state:
+            # Taken without awaiting, so the workers are exactly those as of `revision`.
+            revision = self._core.view.head
+            workers = [w for w in self._core.view.newest_first() if self._matches(w)]
+            async for response in self._snapshot(revision, workers):
+                yield response
+            next_revision = revision + 1
+        else:
+            next_revision = self._query.start_revision or hub.head + 1
+        liveness_seq = hub.liveness_next if self._query.liveness else None
+        while True:
+            events = await self._events_from(next_revision)
+            upto = events[-1][0].revision if events else next_revision - 1
+            changes: list[LivenessChange] = []
+            if liveness_seq is not None:
+                changes, liveness_seq = self._liveness_upto(liveness_seq, upto)
+            if events or changes:
+                next_revision = upto + 1
+                messages = self._merge(events, changes)
+                if messages:
+                    self._last_sent = time.monotonic()
+                    yield pb.WatchStateResponse(events=messages)
+                    continue
+            progress = self._progress_due()
+            if progress is not None and progress <= 0:
+                self._last_sent = time.monotonic()
+                yield pb.WatchStateResponse(progress=pb.Progress(revision=next_revision - 1))
+                continue
+            if events or changes:
+                continue  # filtered out; look for more before waiting
+            try:
+                async with asyncio.timeout(progress):
+                    await hub.wait(next_revision - 1, liveness_seq)
+            except TimeoutError:
+                pass
+
+    def _progress_due(self) -> float | None:
+        """Seconds until a progress message is due (<= 0: now); None without progress_notify."""
+        if not self._query.progress_notify:
+            return None
+        return self._progress_s - (time.monotonic() - self._last_sent)
+
+    async def _snapshot(
+        self, revision: int, workers: list[Worker]
+    ) -> AsyncIterator[pb.WatchStateResponse]:
+        """SNAPSHOT events for the workers as of `revision`, then `synced`."""
+        core = self._core
+        for start in range(0, len(workers), WATCH_BATCH):
+            now_ms = core.clock.now_ms()
+            batch = []
+            for worker in workers[start : start + WATCH_BATCH]:
+                beat, level = core.liveness.level(worker, now_ms)
+                batch.append(
+                    pb.WorkerEvent(
+                        revision=revision,
+                        type=pb.EVENT_TYPE_SNAPSHOT,
+                        worker=worker_message(worker, beat, level),
+                        time=timestamp(now_ms),
+                    )
+                )
+            yield pb.WatchStateResponse(events=batch)
+        yield pb.WatchStateResponse(synced=pb.Synced(revision=revision))
+
+    async def _events_from(self, revision: int) -> list[tuple[Event, pb.WorkerEvent | None]]:
+        """Stored events from `revision` on: from the window, else from the file."""
+        hub = self._core.hub
+        if revision < hub.compact_revision:
+            raise RevisionCompacted(revision, hub.compact_revision)
+        window = hub.since(revision, WATCH_BATCH)
+        if window is not None:
+            return list(window)
+        events = await asyncio.to_thread(
+            self._core.reader.events, revision - 1, WATCH_BATCH, "", hub.head
+        )
+        if events and events[0].revision != revision:  # compacted while we read
+            raise RevisionCompacted(revision, hub.compact_revision)
+        return [(e, None) for e in events]
+
+    def _liveness_upto(self, seq: int, revision: int) -> tuple[list[LivenessChange], int]:
+        """Pending liveness changes observed at or before `revision`, and the next cursor."""
+        changes, missed = self._core.hub.liveness_since(seq)
+        if missed:
+            log.warning("a slow watcher missed %d liveness changes", missed)
+            seq += missed
+        taken = 0
+        for change in changes:
+            if change.revision > revision:
+                break
+            taken += 1
+        return changes[:taken], seq + taken
+
+    def _merge(
+        self,
+        events: Iterable[tuple[Event, pb.WorkerEvent | None]],
+        changes: list[LivenessChange],
+    ) -> list[pb.WorkerEvent]:
+        """Matching events in revision order; a liveness change follows the stored events up
+        to the revision it was observed at."""
+        messages: list[pb.WorkerEvent] = []
+        pending = iter(changes)
+        change = next(pending, None)
+        for event, message in events:
+            while change is not None and change.revision < event.revision:
+                self._add_change(messages, change)
+                change = next(pending, None)
+            if self._matches(event.worker):
+                messages.append(message or event_message(event))
+        while change is not None:
+            self._add_change(messages, change)
+            change = next(pending, None)
+        return messages
+
+    def _add_change(self, messages: list[pb.WorkerEvent], change: LivenessChange) -> None:
+        if self._matches(change.worker):
+            messages.append(
+                pb.WorkerEvent(
+                    revision=change.revision,
+                    type=pb.EVENT_TYPE_LIVENESS_CHANGED,
+                    worker=worker_message(change.worker, change.last_heartbeat_ms, change.level),
+                    time=timestamp(change.time_ms),
+                    from_stale_level=LEVEL_TO_PB[change.from_level],
+                )
+            )

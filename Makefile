@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 PROTO   = protos/workerstate/v1/workerstate.proto
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint typecheck proto clean
+.PHONY: run test lint typecheck proto clean bench-watch
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("workerstate needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -32,6 +32,11 @@ typecheck: $(STAMP)
 ## proto: regenerate the committed bindings in protos/workerstate/v1/
 proto: $(STAMP)
 	$(PY) protos/generate.py
+
+## bench-watch: W5 watch fan-out, 100 watchers at 200 transitions/s and 1,000 at 5/s
+bench-watch: $(STAMP)
+	$(PY) bench/watch_fanout.py --watchers 100 --rate 200 --seconds 10
+	$(PY) bench/watch_fanout.py --watchers 1000 --rate 5 --seconds 10
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -23,10 +23,9 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon import BenchDaemon  # noqa: E402
-
-from workerstate.v1 import workerstate_pb2 as pb  # noqa: E402
-from workerstate.v1 import workerstate_pb2_grpc as pb_grpc  # noqa: E402
+from daemon import BenchDaemon
+from workerstate.v1 import workerstate_pb2 as pb
+from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
 STREAMS_PER_CHANNEL = 50
 S = pb.WorkerState

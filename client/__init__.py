@@ -1,1 +1,66 @@
-"""The workerstate client library."""
+"""The workerstate client library: typed calls to the daemon, for workers and tools.
+
+    from workerstate.client import WorkerClient, WorkerState
+
+    with WorkerClient("127.0.0.1:50051") as client:
+        client.create("t-17", branch="feat/t-17", worktree="/work/t-17")
+        client.transition("t-17", WorkerState.ASSIGNED, WorkerState.WORKING)
+
+The generated stub (`workerstate.v1`) stays available for raw messages (`client.stub`).
+"""
+
+from .client import (
+    DEFAULT_TARGET,
+    AsyncHeartbeater,
+    AsyncWatch,
+    AsyncWorkerClient,
+    Heartbeater,
+    RetryPolicy,
+    Watch,
+    WorkerClient,
+)
+from .errors import (
+    InvalidArgument,
+    InvalidTransition,
+    RequestIdReused,
+    RevisionCompacted,
+    ShuttingDown,
+    StaleState,
+    StorageUnavailable,
+    TooManyWatchers,
+    Unavailable,
+    WorkerCompleted,
+    WorkerExists,
+    WorkerNotFound,
+    WorkerStateError,
+)
+from .types import Event, EventType, StaleLevel, Worker, WorkerState
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "AsyncHeartbeater",
+    "AsyncWatch",
+    "AsyncWorkerClient",
+    "Event",
+    "EventType",
+    "Heartbeater",
+    "InvalidArgument",
+    "InvalidTransition",
+    "RequestIdReused",
+    "RetryPolicy",
+    "RevisionCompacted",
+    "ShuttingDown",
+    "StaleLevel",
+    "StaleState",
+    "StorageUnavailable",
+    "TooManyWatchers",
+    "Unavailable",
+    "Watch",
+    "Worker",
+    "WorkerClient",
+    "WorkerCompleted",
+    "WorkerExists",
+    "WorkerNotFound",
+    "WorkerState",
+    "WorkerStateError",
+]

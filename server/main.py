@@ -1,4 +1,4 @@
-"""The `workerstate` command: `workerstate serve` runs the daemon until SIGTERM or SIGINT."""
+"""`workerstate serve` (also `python -m workerstate.server`): run the daemon until signalled."""
 
 from __future__ import annotations
 
@@ -59,24 +59,11 @@ def run(config: Config) -> int:
 
 
 def serve_main(argv: list[str] | None = None) -> int:
-    """`python -m workerstate.server`: the same as `workerstate serve`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m workerstate.server", description=SERVE_DESCRIPTION
-    )
+    """`workerstate serve` hands over to this (as `python -m workerstate.server`)."""
+    parser = argparse.ArgumentParser(prog="workerstate serve", description=SERVE_DESCRIPTION)
     add_serve_arguments(parser)
     return run(config_from_args(parser.parse_args(argv), parser))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="workerstate", description="workerstate: a worker state machine served over gRPC."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="run the daemon", description=SERVE_DESCRIPTION)
-    add_serve_arguments(serve)
-    args = parser.parse_args(argv)
-    return run(config_from_args(args, serve))
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve_main())

@@ -155,7 +155,10 @@ def test_in_flight_calls_finish_during_shutdown(make_daemon):
     assert daemon.proc.wait(20) == 0
     acknowledged = [r for r in results if isinstance(r, str)]
     refused = [r for r in results if not isinstance(r, str)]
-    assert refused in ([], [grpc.StatusCode.UNAVAILABLE])
+    # At most the one call that raced the shutdown is refused, and cleanly: grpc reports a
+    # call that arrives as the server stops as UNAVAILABLE, or CANCELLED if it was queued.
+    assert len(refused) <= 1
+    assert set(refused) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, refused
     daemon.start()
     stored = daemon.stub.ListWorkers(pb.ListWorkersRequest(page_size=1000)).workers
     assert {w.task_id for w in stored} >= set(acknowledged)

@@ -1,0 +1,437 @@
+"""The `workerstate` command: kubectl-style commands for people operating the fleet.
+
+`workerstate serve` runs the daemon (it hands over to `python -m workerstate.server`, so the
+client never imports the server); every other command talks to a running daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from .client import DEFAULT_TARGET, WorkerClient
+from .errors import (
+    InvalidArgument,
+    InvalidTransition,
+    RequestIdReused,
+    RevisionCompacted,
+    StaleState,
+    Unavailable,
+    WorkerCompleted,
+    WorkerExists,
+    WorkerNotFound,
+    WorkerStateError,
+)
+from .types import Event, StaleLevel, Worker, WorkerState
+
+EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_UNAVAILABLE = range(6)
+EXIT_CODES = """exit codes:
+  0  success
+  1  any other error
+  2  invalid: bad arguments, an invalid transition, a reused request id
+  3  not found: no worker has that task id
+  4  conflict: the worker is not in the state you named, already exists, is completed,
+     or the revision you asked for was compacted
+  5  unavailable: the daemon cannot be reached or is shutting down"""
+_EXIT_BY_ERROR: tuple[tuple[type[WorkerStateError], int], ...] = (
+    (InvalidArgument, EXIT_INVALID),
+    (InvalidTransition, EXIT_INVALID),
+    (RequestIdReused, EXIT_INVALID),
+    (WorkerNotFound, EXIT_NOT_FOUND),
+    (StaleState, EXIT_CONFLICT),
+    (WorkerExists, EXIT_CONFLICT),
+    (WorkerCompleted, EXIT_CONFLICT),
+    (RevisionCompacted, EXIT_CONFLICT),
+    (Unavailable, EXIT_UNAVAILABLE),
+)
+
+_COLOURS = {"WARN": "33", "STALE": "31", "DEAD": "31;1", "FAILED": "31", "COMPLETED": "32"}
+
+
+class Output:
+    """Writes tables, JSON and errors; colour only on a terminal and never with NO_COLOR."""
+
+    def __init__(self, fmt: str, stream: TextIO = sys.stdout) -> None:
+        self.format = fmt
+        self.stream = stream
+        self.colour = stream.isatty() and "NO_COLOR" not in os.environ
+
+    def paint(self, text: str, key: str) -> str:
+        code = _COLOURS.get(key)
+        return f"\x1b[{code}m{text}\x1b[0m" if self.colour and code else text
+
+    def table(self, header: Sequence[str], rows: Iterable[Sequence[str]], keys: int = -1) -> None:
+        """Columns aligned like `kubectl get`; cells in column `keys` may be coloured."""
+        rows = list(rows)
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            cells = []
+            for i, cell in enumerate(row):
+                padded = cell.ljust(widths[i]) if i < len(row) - 1 else cell
+                cells.append(self.paint(padded, cell) if row is not header else padded)
+            print("   ".join(cells).rstrip(), file=self.stream)
+
+    def stream_row(self, row: Sequence[str]) -> None:
+        """One row of a table whose rows arrive one by one: fixed widths, flushed at once."""
+        cells = [self.paint(c.ljust(w), c) for c, w in zip(row, STREAM_WIDTHS, strict=False)]
+        print("  ".join(cells).rstrip(), file=self.stream, flush=True)
+
+    def json_line(self, value: Any) -> None:
+        print(json.dumps(value), file=self.stream, flush=True)
+
+
+def age(moment: datetime | None, now: datetime) -> str:
+    """`45s`, `3m`, `2h`, `4d`: the largest whole unit, as kubectl prints ages."""
+    if moment is None:
+        return "-"
+    seconds = max(0, int((now - moment).total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def worker_json(worker: Worker) -> dict[str, Any]:
+    return {
+        "task_id": worker.task_id,
+        "state": worker.state.value,
+        "stale_level": None if worker.stale_level is None else worker.stale_level.value,
+        "branch": worker.branch,
+        "worktree": worker.worktree,
+        "description": worker.description,
+        "created_at": _iso(worker.created_at),
+        "state_changed_at": _iso(worker.state_changed_at),
+        "last_heartbeat_at": _iso(worker.last_heartbeat_at),
+        "revision": worker.revision,
+    }
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {
+        "revision": event.revision,
+        "type": event.type.value,
+        "task_id": event.worker.task_id,
+        "from_state": None if event.from_state is None else event.from_state.value,
+        "state": event.worker.state.value,
+        "from_stale_level": None
+        if event.from_stale_level is None
+        else event.from_stale_level.value,
+        "reason": event.reason,
+        "time": _iso(event.time),
+        "worker": worker_json(event.worker),
+    }
+
+
+WORKER_HEADER = ["TASK", "STATE", "STALE", "AGE", "BEAT", "BRANCH", "REVISION"]
+WIDE_HEADER = [*WORKER_HEADER, "WORKTREE", "DESCRIPTION"]
+EVENT_HEADER = ["REVISION", "TIME", "TYPE", "TASK", "FROM", "TO", "DETAIL"]
+STREAM_WIDTHS = (8, 24, 16, 24, 10, 10, 0)
+
+
+def worker_row(worker: Worker, now: datetime, wide: bool) -> list[str]:
+    row = [
+        worker.task_id,
+        worker.state.value,
+        worker.stale_level.value if worker.stale_level else "-",
+        age(worker.state_changed_at, now),
+        age(worker.last_heartbeat_at, now),
+        worker.branch,
+        str(worker.revision),
+    ]
+    return [*row, worker.worktree, worker.description or ""] if wide else row
+
+
+def event_row(event: Event) -> list[str]:
+    detail = event.reason
+    if event.from_stale_level is not None and event.worker.stale_level is not None:
+        detail = f"{event.from_stale_level.value} -> {event.worker.stale_level.value}"
+    return [
+        str(event.revision),
+        event.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z",
+        event.type.value,
+        event.worker.task_id,
+        event.from_state.value if event.from_state else "-",
+        event.worker.state.value,
+        detail,
+    ]
+
+
+def show_workers(out: Output, workers: list[Worker]) -> None:
+    if out.format == "json":
+        out.json_line(
+            [worker_json(w) for w in workers] if len(workers) != 1 else worker_json(workers[0])
+        )
+        return
+    now = datetime.now(UTC)
+    wide = out.format == "wide"
+    out.table(WIDE_HEADER if wide else WORKER_HEADER, (worker_row(w, now, wide) for w in workers))
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def cmd_ls(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
+    workers = client.list(states=args.state or (), stale_levels=args.stale or ())
+    if out.format == "json":
+        out.json_line([worker_json(w) for w in workers])
+    elif workers:
+        show_workers(out, workers)
+    else:
+        print("No workers found.", file=sys.stderr)
+
+
+def cmd_get(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
+    show_workers(out, [client.get(args.task)])
+
+
+def _changed(out: Output, worker: Worker, verb: str) -> None:
+    if out.format == "json":
+        out.json_line(worker_json(worker))
+    else:
+        print(f"worker {worker.task_id} {verb} (revision {worker.revision})", file=out.stream)
+
+
+def cmd_create(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
+    worker = client.create(
+        args.task, branch=args.branch, worktree=args.worktree, description=args.description
+    )
+    _changed(out, worker, "created, ASSIGNED")
+
+
+def cmd_move(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
+    worker = client.transition(
+        args.task,
+        args.from_state,
+        args.to_state,
+        reason=args.reason,
+        expected_revision=args.revision,
+    )
+    _changed(out, worker, f"moved {args.from_state} -> {worker.state.value}")
+
+
+def cmd_fail(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
+    _changed(out, client.fail(args.task, args.reason), "FAILED")
+
+
+def cmd_beat(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
+    state = client.heartbeat(args.task, args.activity)
+    if out.format == "json":
+        out.json_line({"task_id": args.task, "state": state.value})
+    else:
+        print(f"worker {args.task} is {state.value}", file=out.stream)
+
+
+def cmd_events(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
+    events = client.events(after_revision=args.after, task_id=args.task)
+    if out.format == "json":
+        for event in events:
+            out.json_line(event_json(event))
+    elif events:
+        out.table(EVENT_HEADER, (event_row(e) for e in events))
+    else:
+        print("No events found.", file=sys.stderr)
+
+
+def cmd_watch(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
+    watch = client.watch(
+        args.tasks,
+        start_revision=args.start,
+        send_initial_state=args.initial,
+        liveness=args.liveness,
+    )
+    if out.format != "json":
+        out.stream_row(EVENT_HEADER)
+    with watch:
+        for event in watch:
+            if out.format == "json":
+                out.json_line(event_json(event))
+            else:
+                out.stream_row(event_row(event))
+
+
+# -- parsing -----------------------------------------------------------------------------
+
+
+def _state(text: str) -> str:
+    try:
+        return WorkerState(text.upper()).value
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown state {text!r}; one of {', '.join(s.value for s in WorkerState)}"
+        ) from None
+
+
+def _level(text: str) -> str:
+    for level in StaleLevel:
+        if level.value.lower() == text.lower():
+            return level.value
+    raise argparse.ArgumentTypeError(
+        f"unknown stale level {text!r}; one of {', '.join(s.value for s in StaleLevel)}"
+    )
+
+
+def _revision(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a revision: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a revision is not negative")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    def global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+        # On the top parser with defaults; on each command with SUPPRESS, so an option given
+        # after the command wins and one given before it is not overwritten.
+        parser.add_argument(
+            "--server",
+            default=os.environ.get("WORKERSTATE_SERVER", DEFAULT_TARGET)
+            if defaults
+            else argparse.SUPPRESS,
+            help=f"daemon address, HOST:PORT or unix:PATH (env WORKERSTATE_SERVER; "
+            f"default: {DEFAULT_TARGET})",
+        )
+        parser.add_argument(
+            "-o",
+            "--output",
+            choices=("table", "wide", "json"),
+            default="table" if defaults else argparse.SUPPRESS,
+            help="output format (default: table; json: one object per line for events/watch)",
+        )
+
+    parser = argparse.ArgumentParser(
+        prog="workerstate",
+        description="Operate a workerstate fleet, or run the daemon (`workerstate serve`).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    global_options(parser, defaults=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Callable[..., None], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        global_options(sub, defaults=False)
+        sub.set_defaults(run=run)
+        return sub
+
+    commands.add_parser("serve", help="run the daemon (see `workerstate serve --help`)")
+    ls = command("ls", cmd_ls, "list workers, newest change first")
+    ls.add_argument(
+        "--state",
+        action="append",
+        type=_state,
+        metavar="S",
+        help="only workers in this state (repeatable)",
+    )
+    ls.add_argument(
+        "--stale",
+        action="append",
+        type=_level,
+        metavar="LEVEL",
+        help="only workers at this stale level: ok, WARN, STALE, DEAD (repeatable)",
+    )
+    get = command("get", cmd_get, "show one worker")
+    get.add_argument("task", metavar="TASK")
+    create = command("create", cmd_create, "create a worker in ASSIGNED")
+    create.add_argument("task", metavar="TASK")
+    create.add_argument("--branch", required=True, help="the worker's git branch")
+    create.add_argument("--worktree", required=True, help="the worker's worktree path")
+    create.add_argument("--description", help="what the task is")
+    move = command("move", cmd_move, "move a worker from one state to another (compare-and-set)")
+    move.add_argument("task", metavar="TASK")
+    move.add_argument("from_state", metavar="FROM", type=_state, help="the state it is in now")
+    move.add_argument("to_state", metavar="TO", type=_state, help="the state to move it to")
+    move.add_argument("--reason", default="", help="why (stored in the event)")
+    move.add_argument(
+        "--revision",
+        type=_revision,
+        default=None,
+        help="also require the worker to be at this revision",
+    )
+    fail = command("fail", cmd_fail, "move a worker to FAILED")
+    fail.add_argument("task", metavar="TASK")
+    fail.add_argument("--reason", default="", help="why (stored in the event)")
+    beat = command("beat", cmd_beat, "send one heartbeat for a worker")
+    beat.add_argument("task", metavar="TASK")
+    beat.add_argument("--activity", default="", help="what the worker is doing")
+    events = command("events", cmd_events, "show the event log")
+    events.add_argument("task", metavar="TASK", nargs="?", help="only this worker's events")
+    events.add_argument(
+        "--after", type=_revision, default=0, metavar="REV", help="only events after this revision"
+    )
+    watch = command("watch", cmd_watch, "stream changes until interrupted (Ctrl-C)")
+    watch.add_argument("tasks", metavar="TASK", nargs="*", help="only these workers")
+    watch.add_argument(
+        "--from",
+        dest="start",
+        type=_revision,
+        default=0,
+        metavar="REV",
+        help="replay the log from this revision first",
+    )
+    watch.add_argument(
+        "--initial", action="store_true", help="start with a snapshot of every matching worker"
+    )
+    watch.add_argument(
+        "--liveness",
+        action="store_true",
+        help="also show stale-level changes (WARN, STALE, DEAD, back to ok)",
+    )
+    return parser
+
+
+def _serve(argv: list[str]) -> int:
+    """Hand over to the daemon in this process, so signals reach it directly."""
+    os.execv(sys.executable, [sys.executable, "-m", "workerstate.server", *argv])
+    return EXIT_ERROR  # not reached: execv does not return
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        return _serve(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Output(args.output)
+    try:
+        with WorkerClient(args.server) as client:
+            args.run(client, args, out)
+    except KeyboardInterrupt:
+        return EXIT_OK  # Ctrl-C ends a watch; that is how it is meant to stop
+    except WorkerStateError as error:
+        print(f"error: {_explain(error, args.server)}", file=sys.stderr)
+        return next((code for cls, code in _EXIT_BY_ERROR if isinstance(error, cls)), EXIT_ERROR)
+    except BrokenPipeError:
+        return EXIT_OK  # piped into `head`
+    return EXIT_OK
+
+
+def _explain(error: WorkerStateError, server: str) -> str:
+    if isinstance(error, InvalidArgument):
+        return "; ".join(f"{field}: {problem}" for field, problem in error.violations.items())
+    if type(error) is Unavailable:
+        return (
+            f"cannot reach the workerstate daemon at {server} ({error.message}); is it "
+            "running? Start one with `workerstate serve`, or pick another with --server"
+        )
+    return error.message
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,592 @@
+"""WorkerClient (blocking) and AsyncWorkerClient (asyncio): typed calls with safe retries.
+
+The asyncio client does the work; the blocking one runs it on a private event-loop thread,
+so both behave the same: every mutation carries a request id (generated unless given), and
+a call that fails with UNAVAILABLE or DEADLINE_EXCEEDED is retried with backoff and the same
+request id, so a retry never applies twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import random
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc
+from workerstate.v1 import workerstate_pb2 as pb
+from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
+
+from .errors import (
+    TRANSIENT,
+    RevisionCompacted,
+    Unavailable,
+    WorkerNotFound,
+    WorkerStateError,
+    from_rpc_error,
+)
+from .types import Event, EventType, StaleLevel, Worker, WorkerState
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+T = TypeVar("T")
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient failures are retried: `attempts` tries in all, backoff doubling from
+    `first_backoff_s` up to `max_backoff_s`, with jitter. The defaults ride out a daemon
+    restart (about 3 s of waiting in all) without hiding a daemon that is down."""
+
+    attempts: int = 6
+    first_backoff_s: float = 0.1
+    max_backoff_s: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_backoff_s, self.first_backoff_s * 2.0**attempt) * random.uniform(
+            0.8, 1.2
+        )
+
+
+class AsyncWorkerClient:
+    """The daemon's API as typed coroutines. Use as `async with AsyncWorkerClient(...)`."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float = 10.0,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        """`target` is `host:port` or `unix:/path`; `timeout` bounds each attempt."""
+        self.target = target
+        self._timeout = timeout
+        self._retry = retry
+        self._channel = grpc.aio.insecure_channel(target)
+        self.stub = pb_grpc.WorkerServiceStub(self._channel)  # the raw stub, for raw messages
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, method: Callable[..., Awaitable[Response]], request: object) -> Response:
+        for attempt in range(self._retry.attempts):
+            try:
+                return await method(request, timeout=self._timeout)
+            except grpc.RpcError as error:
+                if error.code() not in TRANSIENT or attempt + 1 == self._retry.attempts:
+                    raise from_rpc_error(error) from None
+            await asyncio.sleep(self._retry.delay(attempt))
+        raise AssertionError("unreachable: the last attempt raises")
+
+    async def create(
+        self,
+        task_id: str,
+        *,
+        branch: str,
+        worktree: str,
+        description: str | None = None,
+        request_id: str | None = None,
+    ) -> Worker:
+        """Create a worker in ASSIGNED."""
+        request = pb.CreateWorkerRequest(
+            task_id=task_id,
+            branch=branch,
+            worktree=worktree,
+            description=description,
+            request_id=request_id or uuid.uuid4().hex,
+        )
+        return Worker.from_pb((await self._call(self.stub.CreateWorker, request)).worker)
+
+    async def transition(
+        self,
+        task_id: str,
+        from_state: WorkerState | str,
+        to_state: WorkerState | str,
+        *,
+        expected_revision: int | None = None,
+        reason: str = "",
+        request_id: str | None = None,
+    ) -> Worker:
+        """Compare-and-set move; raises StaleState if the worker is not in `from_state`."""
+        request = pb.TransitionRequest(
+            task_id=task_id,
+            from_state=WorkerState(from_state).to_pb(),
+            to_state=WorkerState(to_state).to_pb(),
+            expected_revision=expected_revision or 0,
+            reason=reason,
+            request_id=request_id or uuid.uuid4().hex,
+        )
+        return Worker.from_pb((await self._call(self.stub.Transition, request)).worker)
+
+    async def fail(
+        self, task_id: str, reason: str = "", *, request_id: str | None = None
+    ) -> Worker:
+        """Move a worker (from any state but COMPLETED) to FAILED."""
+        request = pb.FailWorkerRequest(
+            task_id=task_id, reason=reason, request_id=request_id or uuid.uuid4().hex
+        )
+        return Worker.from_pb((await self._call(self.stub.FailWorker, request)).worker)
+
+    async def get(self, task_id: str) -> Worker:
+        response = await self._call(self.stub.GetWorker, pb.GetWorkerRequest(task_id=task_id))
+        return Worker.from_pb(response.worker)
+
+    async def list(
+        self,
+        states: Iterable[WorkerState | str] = (),
+        stale_levels: Iterable[StaleLevel | str] = (),
+    ) -> list[Worker]:
+        """Every matching worker, newest change first (all pages)."""
+        request = pb.ListWorkersRequest(
+            states=[WorkerState(s).to_pb() for s in states],
+            stale_levels=[StaleLevel(s).to_pb() for s in stale_levels],
+            page_size=1000,
+        )
+        workers: list[Worker] = []
+        while True:
+            page = await self._call(self.stub.ListWorkers, request)
+            workers.extend(Worker.from_pb(w) for w in page.workers)
+            if not page.next_page_token:
+                return workers
+            request.page_token = page.next_page_token
+
+    async def heartbeat(self, task_id: str, activity: str = "") -> WorkerState:
+        """Say the worker is alive; returns its current state (stop if FAILED)."""
+        request = pb.HeartbeatRequest(task_id=task_id, activity=activity)
+        state = WorkerState.from_pb((await self._call(self.stub.Heartbeat, request)).state)
+        assert state is not None
+        return state
+
+    async def events(
+        self, after_revision: int = 0, task_id: str | None = None
+    ) -> builtins.list[Event]:
+        """The log after `after_revision` (all of it up to now), oldest first."""
+        events: builtins.list[Event] = []
+        while True:
+            request = pb.ListEventsRequest(
+                after_revision=after_revision, task_id=task_id or "", limit=1000
+            )
+            page = await self._call(self.stub.ListEvents, request)
+            events.extend(Event.from_pb(e) for e in page.events)
+            if len(page.events) < 1000:
+                return events
+            after_revision = page.events[-1].revision
+
+    def watch(
+        self,
+        task_ids: Iterable[str] = (),
+        states: Iterable[WorkerState | str] = (),
+        *,
+        start_revision: int = 0,
+        send_initial_state: bool = False,
+        liveness: bool = False,
+        relist_on_compaction: bool = False,
+    ) -> AsyncWatch:
+        """Stream events; reconnects and resumes on its own (see AsyncWatch)."""
+        return AsyncWatch(
+            self,
+            pb.WatchStateRequest(
+                start_revision=start_revision,
+                task_ids=list(task_ids),
+                states=[WorkerState(s).to_pb() for s in states],
+                send_initial_state=send_initial_state,
+                liveness=liveness,
+                # Progress keeps `revision` current when filters hide events, so a resume
+                # does not replay what was already skipped.
+                progress_notify=True,
+            ),
+            relist_on_compaction,
+        )
+
+    def heartbeater(
+        self,
+        task_id: str,
+        interval: float = 5.0,
+        on_end: Callable[[WorkerState | None], None] | None = None,
+    ) -> AsyncHeartbeater:
+        """Beat in the background while the `async with` block runs (see AsyncHeartbeater)."""
+        return AsyncHeartbeater(self, task_id, interval, on_end)
+
+
+class AsyncWatch:
+    """Events from WatchState as an async iterator that survives daemon restarts.
+
+    On UNAVAILABLE it reconnects with backoff and resumes from `revision + 1`, so nothing is
+    missed or repeated. On REVISION_COMPACTED it raises, or with `relist_on_compaction`
+    starts over with a fresh snapshot (SNAPSHOT events, then `synced` is True again).
+    """
+
+    def __init__(
+        self, client: AsyncWorkerClient, request: pb.WatchStateRequest, relist: bool
+    ) -> None:
+        self._client = client
+        self._request = request
+        self._relist = relist
+        # The last revision this watch has covered; resuming asks for the next one.
+        self.revision = request.start_revision - 1
+        self.synced = False
+        self._snapshot_needed = request.send_initial_state
+        self._call: Any = None
+        self._events = self._stream()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._events
+
+    async def __anext__(self) -> Event:
+        return await self._events.__anext__()
+
+    def cancel(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+
+    def _next_request(self) -> pb.WatchStateRequest:
+        request = pb.WatchStateRequest()
+        request.CopyFrom(self._request)
+        request.send_initial_state = self._snapshot_needed
+        request.start_revision = 0 if self._snapshot_needed else self.revision + 1
+        return request
+
+    async def _stream(self) -> AsyncIterator[Event]:
+        client, retry = self._client, self._client._retry
+        if self.revision < 0 and not self._snapshot_needed:
+            # "From now" must mean one fixed revision, or a reconnect would skip the outage.
+            head = await client._call(client.stub.ListWorkers, pb.ListWorkersRequest(page_size=1))
+            self.revision = head.revision
+        failures = 0
+        while True:
+            self._call = client.stub.WatchState(self._next_request())
+            try:
+                async for message in self._call:
+                    failures = 0
+                    if message.HasField("synced"):
+                        self.revision, self.synced = message.synced.revision, True
+                        self._snapshot_needed = False
+                    elif message.HasField("progress"):
+                        self.revision = max(self.revision, message.progress.revision)
+                    for raw in message.events:
+                        event = Event.from_pb(raw)
+                        if event.type is not EventType.SNAPSHOT:
+                            self.revision = max(self.revision, event.revision)
+                        yield event
+                return
+            except grpc.RpcError as rpc_error:
+                if rpc_error.code() == grpc.StatusCode.CANCELLED:
+                    return
+                error = from_rpc_error(rpc_error)
+                if isinstance(error, RevisionCompacted) and self._relist:
+                    self.synced, self._snapshot_needed = False, True
+                elif not isinstance(error, Unavailable) or failures + 1 >= retry.attempts:
+                    raise error from None
+                else:
+                    await asyncio.sleep(retry.delay(failures))
+                    failures += 1
+
+
+class AsyncHeartbeater:
+    """Keeps a StreamHeartbeats stream alive in the background, reconnecting on its own.
+
+    `state` is the worker's state as the daemon last reported it. When the worker is FAILED,
+    COMPLETED or gone (changed elsewhere), `ended` is set and `on_end(state)` called once, so
+    the worker can stop. Set `activity` to say what it is doing.
+    """
+
+    def __init__(
+        self,
+        client: AsyncWorkerClient,
+        task_id: str,
+        interval: float,
+        on_end: Callable[[WorkerState | None], None] | None,
+    ) -> None:
+        self._client = client
+        self.task_id = task_id
+        self.interval = interval
+        self.activity = ""
+        self.state: WorkerState | None = None
+        self.ended = threading.Event()  # usable from threads and coroutines alike
+        self._on_end = on_end
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def _end(self, state: WorkerState | None) -> None:
+        if not self.ended.is_set():
+            self.ended.set()
+            if self._on_end is not None:
+                self._on_end(state)
+
+    async def _beats(self) -> AsyncIterator[pb.HeartbeatRequest]:
+        while True:
+            yield pb.HeartbeatRequest(task_id=self.task_id, activity=self.activity)
+            await asyncio.sleep(self.interval)
+
+    async def _run(self) -> None:
+        failures = 0
+        retry = self._client._retry
+        while not self.ended.is_set():
+            try:
+                async for response in self._client.stub.StreamHeartbeats(self._beats()):
+                    failures = 0
+                    self.state = WorkerState.from_pb(response.state)
+                    if self.state in (WorkerState.FAILED, WorkerState.COMPLETED):
+                        self._end(self.state)
+                        return
+            except grpc.RpcError as rpc_error:
+                error = from_rpc_error(rpc_error)
+                if isinstance(error, WorkerNotFound):
+                    self._end(None)
+                    return
+                if not isinstance(error, Unavailable):
+                    raise error from None
+                # The daemon is restarting: keep trying, backing off, for as long as we live.
+                await asyncio.sleep(retry.delay(min(failures, 10)))
+                failures += 1
+
+
+class WorkerClient:
+    """The same API as AsyncWorkerClient, blocking; for ordinary worker scripts.
+
+    Use as `with WorkerClient("127.0.0.1:50051") as client:`.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float = 10.0,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="workerstate-client", daemon=True
+        )
+        self._thread.start()
+
+        async def make() -> AsyncWorkerClient:
+            return AsyncWorkerClient(target, timeout=timeout, retry=retry)
+
+        self._async = self._run(make())
+        self.target = target
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._run(self._async.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def create(
+        self,
+        task_id: str,
+        *,
+        branch: str,
+        worktree: str,
+        description: str | None = None,
+        request_id: str | None = None,
+    ) -> Worker:
+        """Create a worker in ASSIGNED."""
+        return self._run(
+            self._async.create(
+                task_id,
+                branch=branch,
+                worktree=worktree,
+                description=description,
+                request_id=request_id,
+            )
+        )
+
+    def transition(
+        self,
+        task_id: str,
+        from_state: WorkerState | str,
+        to_state: WorkerState | str,
+        *,
+        expected_revision: int | None = None,
+        reason: str = "",
+        request_id: str | None = None,
+    ) -> Worker:
+        """Compare-and-set move; raises StaleState if the worker is not in `from_state`."""
+        return self._run(
+            self._async.transition(
+                task_id,
+                from_state,
+                to_state,
+                expected_revision=expected_revision,
+                reason=reason,
+                request_id=request_id,
+            )
+        )
+
+    def fail(self, task_id: str, reason: str = "", *, request_id: str | None = None) -> Worker:
+        """Move a worker (from any state but COMPLETED) to FAILED."""
+        return self._run(self._async.fail(task_id, reason, request_id=request_id))
+
+    def get(self, task_id: str) -> Worker:
+        return self._run(self._async.get(task_id))
+
+    def list(
+        self,
+        states: Iterable[WorkerState | str] = (),
+        stale_levels: Iterable[StaleLevel | str] = (),
+    ) -> list[Worker]:
+        """Every matching worker, newest change first (all pages)."""
+        return self._run(self._async.list(states, stale_levels))
+
+    def heartbeat(self, task_id: str, activity: str = "") -> WorkerState:
+        """Say the worker is alive; returns its current state (stop if FAILED)."""
+        return self._run(self._async.heartbeat(task_id, activity))
+
+    def events(self, after_revision: int = 0, task_id: str | None = None) -> builtins.list[Event]:
+        """The log after `after_revision` (all of it up to now), oldest first."""
+        return self._run(self._async.events(after_revision, task_id))
+
+    def watch(
+        self,
+        task_ids: Iterable[str] = (),
+        states: Iterable[WorkerState | str] = (),
+        *,
+        start_revision: int = 0,
+        send_initial_state: bool = False,
+        liveness: bool = False,
+        relist_on_compaction: bool = False,
+    ) -> Watch:
+        """Stream events; reconnects and resumes on its own (see AsyncWatch)."""
+
+        async def make() -> AsyncWatch:
+            return self._async.watch(
+                task_ids,
+                states,
+                start_revision=start_revision,
+                send_initial_state=send_initial_state,
+                liveness=liveness,
+                relist_on_compaction=relist_on_compaction,
+            )
+
+        return Watch(self, self._run(make()))
+
+    def heartbeater(
+        self,
+        task_id: str,
+        interval: float = 5.0,
+        on_end: Callable[[WorkerState | None], None] | None = None,
+    ) -> Heartbeater:
+        """Beat in the background while the `with` block runs (see AsyncHeartbeater)."""
+        return Heartbeater(self, self._async.heartbeater(task_id, interval, on_end))
+
+
+class Watch:
+    """A blocking iterator over an AsyncWatch; `close()` (or leaving `with`) stops it."""
+
+    def __init__(self, client: WorkerClient, watch: AsyncWatch) -> None:
+        self._client = client
+        self._watch = watch
+
+    @property
+    def revision(self) -> int:
+        return self._watch.revision
+
+    @property
+    def synced(self) -> bool:
+        return self._watch.synced
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        try:
+            return self._client._run(self._watch.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client._loop.call_soon_threadsafe(self._watch.cancel)
+
+
+class Heartbeater:
+    """The blocking face of AsyncHeartbeater: `with client.heartbeater(task_id) as beats:`."""
+
+    def __init__(self, client: WorkerClient, heartbeater: AsyncHeartbeater) -> None:
+        self._client = client
+        self._heartbeater = heartbeater
+
+    @property
+    def state(self) -> WorkerState | None:
+        return self._heartbeater.state
+
+    @property
+    def ended(self) -> threading.Event:
+        return self._heartbeater.ended
+
+    @property
+    def activity(self) -> str:
+        return self._heartbeater.activity
+
+    @activity.setter
+    def activity(self, value: str) -> None:
+        self._heartbeater.activity = value
+
+    def __enter__(self) -> Self:
+        self._client._run(self._heartbeater.__aenter__())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._client._run(self._heartbeater.__aexit__(exc_type, exc, tb))
+
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "AsyncHeartbeater",
+    "AsyncWatch",
+    "AsyncWorkerClient",
+    "Heartbeater",
+    "RetryPolicy",
+    "Watch",
+    "WorkerClient",
+    "WorkerStateError",
+]

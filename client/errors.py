@@ -1,0 +1,147 @@
+"""Every exception the client raises, decoded from gRPC status details.
+
+The daemon puts a google.rpc.ErrorInfo (or BadRequest) in each error; `from_rpc_error`
+picks the exception by its `reason`, never by message text, so no raw grpc.RpcError leaves
+the library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+
+class WorkerStateError(Exception):
+    """Base of every error this library raises; `code` and `reason` come from the daemon."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        reason: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.reason = reason
+        self.metadata = metadata or {}
+
+
+class InvalidArgument(WorkerStateError):
+    """Request fields broke the documented limits; `violations` maps field to problem."""
+
+    def __init__(self, message: str, violations: dict[str, str], *, code: str = "") -> None:
+        super().__init__(message, code=code)
+        self.violations = violations
+
+
+class InvalidTransition(WorkerStateError):
+    """The (from, to) pair is not in the transition table."""
+
+
+class StaleState(WorkerStateError):
+    """The compare-and-set failed: the worker is not in `expected` (or not at the revision)."""
+
+    @property
+    def expected(self) -> str:
+        return self.metadata.get("expected_state", "")
+
+    @property
+    def actual(self) -> str:
+        return self.metadata.get("actual_state", "")
+
+    @property
+    def revision(self) -> int:
+        return int(self.metadata.get("revision", "0"))
+
+
+class WorkerNotFound(WorkerStateError):
+    """No worker has this task id."""
+
+
+class WorkerExists(WorkerStateError):
+    """create() for a task id that already has a worker."""
+
+
+class WorkerCompleted(WorkerStateError):
+    """fail() on a COMPLETED worker, which is terminal."""
+
+
+class RequestIdReused(WorkerStateError):
+    """A request id already used for a different request."""
+
+
+class RevisionCompacted(WorkerStateError):
+    """The asked-for revision was compacted; list again and watch from the new revision."""
+
+    @property
+    def compact_revision(self) -> int:
+        return int(self.metadata.get("compact_revision", "0"))
+
+
+class TooManyWatchers(WorkerStateError):
+    """The daemon serves its maximum number of watchers already."""
+
+
+class Unavailable(WorkerStateError):
+    """The daemon could not be reached or could not answer in time (after retries)."""
+
+
+class ShuttingDown(Unavailable):
+    """The daemon is stopping; the next one will answer."""
+
+
+class StorageUnavailable(Unavailable):
+    """The daemon's database refused a commit; nothing was written."""
+
+
+_BY_REASON: dict[str, type[WorkerStateError]] = {
+    "INVALID_TRANSITION": InvalidTransition,
+    "STALE_STATE": StaleState,
+    "WORKER_NOT_FOUND": WorkerNotFound,
+    "WORKER_EXISTS": WorkerExists,
+    "WORKER_COMPLETED": WorkerCompleted,
+    "REQUEST_ID_REUSED": RequestIdReused,
+    "REVISION_COMPACTED": RevisionCompacted,
+    "TOO_MANY_WATCHERS": TooManyWatchers,
+    "SHUTTING_DOWN": ShuttingDown,
+    "STORAGE_UNAVAILABLE": StorageUnavailable,
+}
+# Codes that mean "try again": the connection, not the request, was the problem.
+TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+def from_rpc_error(error: grpc.RpcError) -> WorkerStateError:
+    """The library exception for a failed call."""
+    code: grpc.StatusCode = error.code()
+    message = error.details() or code.name.lower()
+    status = rpc_status.from_call(error)
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            cls = _BY_REASON.get(info.reason, WorkerStateError)
+            return cls(message, code=code.name, reason=info.reason, metadata=dict(info.metadata))
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations = {v.field: v.description for v in bad.field_violations}
+            return InvalidArgument(message, violations, code=code.name)
+    if code in TRANSIENT:
+        return Unavailable(message, code=code.name)
+    return WorkerStateError(message, code=code.name)
+
+
+@contextmanager
+def mapped_errors() -> Iterator[None]:
+    """Turn any grpc.RpcError raised inside into the library's exception."""
+    try:
+        yield
+    except grpc.RpcError as error:
+        raise from_rpc_error(error) from None

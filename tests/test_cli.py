@@ -1,0 +1,199 @@
+"""The `workerstate` command line through subprocesses: output, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from harness import unique, wait_until
+
+WORKERSTATE = str(Path(sys.executable).with_name("workerstate"))
+
+
+@pytest.fixture
+def cli(shared_daemon):
+    def run(*args: str, server_after: bool = False, **kw) -> subprocess.CompletedProcess[str]:
+        server = ["--server", shared_daemon.address]
+        argv = [*args, *server] if server_after else [*server, *args]
+        env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        return subprocess.run(
+            [WORKERSTATE, *argv], capture_output=True, text=True, timeout=30, env=env, **kw
+        )
+
+    return run
+
+
+def test_create_get_move_beat_fail(cli):
+    task = unique("cli")
+    created = cli(
+        "create", task, "--branch", f"feat/{task}", "--worktree", "/w", "--description", "do it"
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout == f"worker {task} created, ASSIGNED (revision {_rev(created)})\n"
+    moved = cli("move", task, "assigned", "WORKING", "--reason", "starting")
+    assert moved.returncode == 0
+    assert f"worker {task} moved ASSIGNED -> WORKING" in moved.stdout
+    beat = cli("beat", task, "--activity", "tests")
+    assert beat.stdout == f"worker {task} is WORKING\n"
+    got = cli("get", task, server_after=True)  # global option after the command
+    header, row = got.stdout.splitlines()
+    assert header.split() == ["TASK", "STATE", "STALE", "AGE", "BEAT", "BRANCH", "REVISION"]
+    assert row.split()[:3] == [task, "WORKING", "ok"]
+    assert row.split()[5] == f"feat/{task}"
+    assert header.index("STATE") == row.index("WORKING")  # aligned columns
+    failed = cli("fail", task, "--reason", "flaky", "-o", "json")
+    assert json.loads(failed.stdout)["state"] == "FAILED"
+
+
+def _rev(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout.rsplit("revision ", 1)[1].rstrip(")\n")
+
+
+def test_ls_filters_and_json(cli):
+    task = unique("ls")
+    cli("create", task, "--branch", "b", "--worktree", "/w")
+    cli("move", task, "ASSIGNED", "WORKING")
+    listed = json.loads(cli("ls", "--state", "working", "-o", "json").stdout)
+    assert task in {w["task_id"] for w in listed}
+    assert all(w["state"] == "WORKING" for w in listed)
+    entry = next(w for w in listed if w["task_id"] == task)
+    assert entry["stale_level"] == "ok" and entry["created_at"].endswith("Z")
+    assert task not in cli("ls", "--state", "FAILED").stdout
+    assert task in cli("ls", "--stale", "OK").stdout
+    wide = cli("ls", "-o", "wide").stdout.splitlines()[0].split()
+    assert wide[-2:] == ["WORKTREE", "DESCRIPTION"]
+
+
+def test_events_table_and_json_lines(cli):
+    task = unique("ev")
+    cli("create", task, "--branch", "b", "--worktree", "/w")
+    cli("move", task, "ASSIGNED", "WORKING", "--reason", "go")
+    table = cli("events", task).stdout.splitlines()
+    assert table[0].split() == ["REVISION", "TIME", "TYPE", "TASK", "FROM", "TO", "DETAIL"]
+    assert table[2].split()[2:] == ["STATE_CHANGED", task, "ASSIGNED", "WORKING", "go"]
+    lines = [json.loads(line) for line in cli("events", task, "-o", "json").stdout.splitlines()]
+    assert [e["type"] for e in lines] == ["ASSIGNED", "STATE_CHANGED"]
+    after = cli("events", task, "--after", str(lines[0]["revision"]), "-o", "json")
+    assert [json.loads(x)["revision"] for x in after.stdout.splitlines()] == [lines[1]["revision"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["get", "nobody-here"], 3, "error: worker nobody-here not found"),
+        (["move", "nobody-here", "ASSIGNED", "WORKING"], 3, "not found"),
+        (["move", "x", "COMPLETED", "WORKING"], 2, "invalid transition: COMPLETED -> WORKING"),
+        (["move", "x", "WORKING", "LUNCH"], 2, "unknown state 'LUNCH'"),
+        (["create", "bad id", "--branch", "b", "--worktree", "w"], 2, "error: task_id:"),
+        (["create", "x"], 2, "--branch"),
+        (["ls", "--stale", "sleepy"], 2, "unknown stale level"),
+        (["frobnicate"], 2, "invalid choice"),
+    ],
+)
+def test_errors_are_one_line_with_documented_exit_codes(cli, args, code, message):
+    result = cli(*args)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_conflict_error_reads_like_a_sentence(cli):
+    task = unique("conf")
+    cli("create", task, "--branch", "b", "--worktree", "/w")
+    rev = _rev(cli("move", task, "ASSIGNED", "WORKING"))
+    result = cli("move", task, "ASSIGNED", "WORKING")
+    assert result.returncode == 4
+    assert result.stderr == f"error: worker {task} is WORKING, not ASSIGNED (revision {rev})\n"
+    exists = cli("create", task, "--branch", "b", "--worktree", "/w")
+    assert exists.returncode == 4
+
+
+def test_unreachable_daemon_exits_5_with_advice(tmp_path):
+    result = subprocess.run(
+        [WORKERSTATE, "get", "t", "--server", f"unix:{tmp_path}/none.sock"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 5
+    assert "cannot reach the workerstate daemon" in result.stderr
+    assert "workerstate serve" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_server_from_the_environment(shared_daemon):
+    env = {**os.environ, "WORKERSTATE_SERVER": shared_daemon.address}
+    result = subprocess.run(
+        [WORKERSTATE, "ls", "-o", "json"], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert result.returncode == 0
+    assert isinstance(json.loads(result.stdout), list)
+
+
+def test_help_documents_commands_options_and_exit_codes():
+    top = subprocess.run([WORKERSTATE, "--help"], capture_output=True, text=True).stdout
+    for command in ("serve", "ls", "get", "create", "move", "fail", "beat", "events", "watch"):
+        assert command in top
+    assert "WORKERSTATE_SERVER" in top and "exit codes" in top
+    watch = subprocess.run([WORKERSTATE, "watch", "--help"], capture_output=True, text=True)
+    for option in ("--from", "--initial", "--liveness", "--server", "-o"):
+        assert option in watch.stdout
+
+
+def test_watch_streams_json_lines_and_ctrl_c_exits_zero(shared_daemon, cli):
+    task = unique("watch")
+    cli("create", task, "--branch", "b", "--worktree", "/w")
+    proc = subprocess.Popen(
+        [WORKERSTATE, "watch", task, "--initial", "-o", "json", "--server", shared_daemon.address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = json.loads(proc.stdout.readline())
+    assert (first["type"], first["task_id"]) == ("SNAPSHOT", task)
+    cli("move", task, "ASSIGNED", "WORKING")
+    second = json.loads(proc.stdout.readline())
+    assert (second["type"], second["from_state"], second["state"]) == (
+        "STATE_CHANGED",
+        "ASSIGNED",
+        "WORKING",
+    )
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "Traceback" not in err
+
+
+def test_watch_table_and_replay_from_a_revision(shared_daemon, cli):
+    task = unique("replay")
+    rev = _rev(cli("create", task, "--branch", "b", "--worktree", "/w"))
+    proc = subprocess.Popen(
+        [WORKERSTATE, "watch", task, "--from", rev, "--server", shared_daemon.address],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().split()[0] == "REVISION"
+    row = proc.stdout.readline().split()
+    assert (row[0], row[2], row[3]) == (rev, "ASSIGNED", task)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(20) == 0
+
+
+def test_serve_runs_the_daemon(tmp_path):
+    proc = subprocess.Popen(
+        [WORKERSTATE, "serve", "--db", str(tmp_path / "w.db"), "--listen", "127.0.0.1:0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stderr.readline()
+    assert "serving workerstate.v1.WorkerService on 127.0.0.1:" in line
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+    wait_until(lambda: (tmp_path / "w.db").exists())

@@ -24,3 +24,11 @@ def test_call_it_example_runs(make_daemon):
     assert result.returncode == 0, result.stderr
     assert 'task_id: "t-17"' in result.stdout
     assert "state: WORKER_STATE_WORKING" in result.stdout
+
+
+def test_write_a_worker_shows_the_example_as_it_is():
+    section = README.read_text().split("## Write a worker", 1)[1]
+    shown = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    example = (README.parent / "examples" / "worker.py").read_text()
+    assert "def run(" in shown
+    assert shown.strip() in example

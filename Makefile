@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PROTO   = protos/workerstate/v1/workerstate.proto
 STAMP   = $(VENV)/.installed
+NODE    = tests/polyglot/node_modules/.package-lock.json
+BUF     = tests/polyglot/node_modules/.bin/buf
 
 .PHONY: run test lint typecheck proto clean bench-watch
 
@@ -14,17 +16,31 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+# The Node.js client test and the buf CLI: pinned in tests/polyglot/package-lock.json.
+$(NODE): tests/polyglot/package.json tests/polyglot/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+	  echo "error: the polyglot tests need Node.js 18+ and npm: apt-get install nodejs npm"; \
+	  exit 1; }
+	npm ci --prefix tests/polyglot --no-audit --no-fund --loglevel=error
+	@touch $@
+
 ## run: start the daemon on ./workerstate.db at 127.0.0.1:50051
 run: $(STAMP)
 	$(VENV)/bin/workerstate serve
 
 ## test: the whole suite (includes ruff, mypy and the generated-code freshness check)
-test: $(STAMP)
+test: $(STAMP) $(NODE)
 	$(PY) -m pytest -q
 
-lint: $(STAMP)
+## lint: ruff, buf lint, and buf breaking against the proto on the main branch
+lint: $(STAMP) $(NODE)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(BUF) lint protos
+	@if git rev-parse --verify --quiet main >/dev/null; then \
+	  echo "$(BUF) breaking protos --against '.git#branch=main,subdir=protos'"; \
+	  $(BUF) breaking protos --against '.git#branch=main,subdir=protos'; \
+	else echo "buf breaking: no main branch to compare with"; fi
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -41,6 +41,7 @@ def _positive_duration(text: str) -> int:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 # Defaults sized for workers that beat every few seconds: a minute of silence is worth a
@@ -84,6 +85,8 @@ class Config:
     retention: Retention = Retention()
     progress_interval_ms: int = 5_000
     max_watchers: int = 4096
+    metrics_listen: str = ""
+    log_format: str = "text"
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +134,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     option("--log-level", d.log_level, "log verbosity", choices=LOG_LEVELS)
     option(
+        "--log-format",
+        d.log_format,
+        "text for people, json for machines (one object per line)",
+        choices=LOG_FORMATS,
+    )
+    option(
+        "--metrics-listen",
+        d.metrics_listen,
+        "serve Prometheus metrics over HTTP on HOST:PORT, e.g. 127.0.0.1:9464 (empty: off)",
+    )
+    option(
         "--retain-events",
         str(d.retention.events),
         "compaction keeps at least this many newest events (at least 1)",
@@ -169,8 +183,13 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         thresholds = StaleThresholds(args.warn_after, args.stale_after, args.dead_after)
     except ValueError as e:
         parser.error(str(e))
-    if args.log_level not in LOG_LEVELS:  # argparse checks choices on flags, not on defaults
+    # argparse checks choices on flags, not on defaults taken from the environment.
+    if args.log_level not in LOG_LEVELS:
         parser.error(f"invalid log level {args.log_level!r}: choose from {', '.join(LOG_LEVELS)}")
+    if args.log_format not in LOG_FORMATS:
+        parser.error(f"invalid log format {args.log_format!r}: choose text or json")
+    if args.metrics_listen and not re.fullmatch(r".+:\d+", args.metrics_listen):
+        parser.error(f"invalid --metrics-listen {args.metrics_listen!r}: use HOST:PORT")
     return Config(
         db=args.db,
         listen=args.listen,
@@ -181,4 +200,6 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         retention=Retention(args.retain_events, args.retain_for, args.compact_interval),
         progress_interval_ms=args.progress_interval,
         max_watchers=args.max_watchers,
+        metrics_listen=args.metrics_listen,
+        log_format=args.log_format,
     )

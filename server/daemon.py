@@ -12,6 +12,8 @@ import contextlib
 import functools
 import logging
 import os
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -28,12 +30,15 @@ from .heartbeats import Heartbeats
 from .hub import Hub
 from .liveness import Liveness
 from .messages import event_message
+from .metrics import FleetFigures, Metrics, RpcMetrics
 from .servicer import Core, WorkerService
 from .store import EventReader, Store
 from .view import WorkerView
 from .writer import Writer
 
 log = logging.getLogger(__name__)
+# One line per stored change, at INFO: task, from, to, revision (fields in JSON logs).
+changes = logging.getLogger("workerstate.changes")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["WorkerService"].full_name
 # Applied request ids are kept this long, so a client may retry a change for a day.
@@ -57,6 +62,7 @@ class Daemon:
     server: grpc.aio.Server
     health: health.aio.HealthServicer
     tasks: list[asyncio.Task[None]]
+    stop_metrics: Callable[[], None] | None
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Daemon:
@@ -83,8 +89,12 @@ class Daemon:
             view.apply(events)
             hub.publish(events, [event_message(e) for e in events])
             liveness.on_commit(events)
+            if changes.isEnabledFor(logging.INFO):
+                for event in events:
+                    _log_change(event)
 
-        writer = Writer(store, clock, head, on_commit)
+        metrics = Metrics() if config.metrics_listen else None
+        writer = Writer(store, clock, head, on_commit, metrics.observe_commit if metrics else None)
         core = Core(
             writer=writer,
             view=view,
@@ -97,7 +107,8 @@ class Daemon:
             max_watchers=config.max_watchers,
         )
         service = WorkerService(core)
-        server = grpc.aio.server()
+        # The interceptor costs every RPC a little; only pay it when metrics are wanted.
+        server = grpc.aio.server(interceptors=[RpcMetrics(metrics)] if metrics else None)
         pb_grpc.add_WorkerServiceServicer_to_server(service, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -105,6 +116,13 @@ class Daemon:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = _bind(server, config.listen)
+        stop_metrics = None
+        if metrics is not None:
+            metrics.add_fleet(asyncio.get_running_loop(), lambda: _figures(core, service))
+            try:
+                metrics_address, stop_metrics = metrics.serve(config.metrics_listen)
+            except OSError as e:
+                raise ListenError(f"cannot serve metrics on {config.metrics_listen}: {e}") from None
         writer.start()
         await server.start()
         # Ages count from here at the earliest: a restart must not make the fleet look dead.
@@ -125,7 +143,11 @@ class Daemon:
             head,
             len(view),
         )
-        return cls(config, address, store, core, service, server, health_servicer, tasks)
+        if stop_metrics is not None:
+            log.info("serving metrics on http://%s/metrics", metrics_address)
+        return cls(
+            config, address, store, core, service, server, health_servicer, tasks, stop_metrics
+        )
 
     def cut_grace(self) -> None:
         """Cancel in-flight calls now instead of waiting out the grace period."""
@@ -147,6 +169,8 @@ class Daemon:
         await self.core.writer.close()
         self.core.reader.close()
         self.store.close()
+        if self.stop_metrics is not None:
+            self.stop_metrics()
         log.info("stopped at revision %d", self.core.view.head)
 
 
@@ -164,6 +188,42 @@ def _bind(server: grpc.aio.Server, listen: str) -> str:
         raise ListenError(f"cannot listen on {listen}: address in use or not permitted")
     host = listen.rsplit(":", 1)[0]
     return f"{host}:{port}"
+
+
+def _log_change(event: Event) -> None:
+    before = event.from_state.value if event.from_state else "new"
+    changes.info(
+        "worker %s %s -> %s (revision %d)",
+        event.worker.task_id,
+        before,
+        event.worker.state.value,
+        event.revision,
+        extra={
+            "task_id": event.worker.task_id,
+            "from": before,
+            "to": event.worker.state.value,
+            "revision": event.revision,
+        },
+    )
+
+
+def _figures(core: Core, service: WorkerService) -> FleetFigures:
+    now_ms = core.clock.now_ms()
+    by_state: Counter[str] = Counter()
+    by_level: Counter[str] = Counter()
+    for worker in core.view.newest_first():
+        by_state[worker.state.value] += 1
+        by_level[core.liveness.level(worker, now_ms)[1].value] += 1
+    oldest = core.heartbeats.oldest_unsaved_ms()
+    return FleetFigures(
+        by_state=dict(by_state),
+        by_level=dict(by_level),
+        watchers=service.watchers,
+        heartbeat_streams=service.heartbeat_streams,
+        head_revision=core.hub.head,
+        compact_revision=core.hub.compact_revision,
+        heartbeat_flush_lag_s=0.0 if oldest is None else max(0, now_ms - oldest) / 1000,
+    )
 
 
 async def _prune_request_ids(writer: Writer, clock: Clock) -> None:

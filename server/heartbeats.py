@@ -30,6 +30,10 @@ class Heartbeats:
     def last_ms(self, task_id: str) -> int | None:
         return self._last_ms.get(task_id)
 
+    def oldest_unsaved_ms(self) -> int | None:
+        """When the oldest beat not yet written arrived (for the flush-lag metric)."""
+        return min((ms for ms, _ in self._unsaved.values()), default=None)
+
     async def flush(self, writer: Writer) -> None:
         """Write the beats received since the last flush; on failure keep them for the next."""
         if not self._unsaved:

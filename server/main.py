@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+from . import logs, systemd
 from .config import Config, add_serve_arguments, config_from_args
 from .daemon import Daemon, ListenError
 from .store import StoreError
@@ -39,17 +40,15 @@ async def _serve(config: Config) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     daemon = await Daemon.start(config)
+    systemd.notify("READY=1")
     await stop.wait()
+    systemd.notify("STOPPING=1")
     await daemon.stop()
 
 
 def run(config: Config) -> int:
     """Serve until signalled; returns the exit status (1 when the daemon cannot start)."""
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(config.log_level, config.log_format)
     try:
         asyncio.run(_serve(config))
     except (StoreError, ListenError) as e:

@@ -51,7 +51,8 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         self._core = core
         self._streams: set[asyncio.Task[object]] = set()
         self._stopping = False
-        self._watchers = 0
+        self.watchers = 0
+        self.heartbeat_streams = 0
 
     def stop_streams(self) -> None:
         """End every open stream with UNAVAILABLE so clients reconnect to the next daemon."""
@@ -178,9 +179,13 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         request_iterator: AsyncIterator[pb.HeartbeatRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.HeartbeatResponse]:
-        async with self._stream():
-            async for request in request_iterator:
-                yield self._beat(request)
+        self.heartbeat_streams += 1
+        try:
+            async with self._stream():
+                async for request in request_iterator:
+                    yield self._beat(request)
+        finally:
+            self.heartbeat_streams -= 1
 
     # -- watch ----------------------------------------------------------------------------
 
@@ -189,15 +194,15 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         self, request: pb.WatchStateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchStateResponse]:
         query = validate.watch(request)
-        if self._watchers >= self._core.max_watchers:
+        if self.watchers >= self._core.max_watchers:
             raise TooManyWatchers(self._core.max_watchers)
-        self._watchers += 1
+        self.watchers += 1
         try:
             async with self._stream():
                 async for response in Watch(query, self._core).responses():
                     yield response
         finally:
-            self._watchers -= 1
+            self.watchers -= 1
 
     def _stream(self) -> _StreamScope:
         return _StreamScope(self)

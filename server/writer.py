@@ -13,6 +13,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar, cast
@@ -49,11 +50,14 @@ class Writer:
         clock: Clock,
         head_revision: int,
         on_commit: Callable[[list[Event]], None],
+        observe: Callable[[int, float], None] | None = None,
     ) -> None:
+        """`observe(jobs, seconds)` is called on the writer thread after each commit."""
         self._store = store
         self._clock = clock
         self._head = head_revision
         self._on_commit = on_commit
+        self._observe = observe
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="workerstate-writer", daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,6 +124,7 @@ class Writer:
         events: list[Event] = []
         outcomes: list[object] = []
         now_ms = self._clock.now_ms()
+        started = time.perf_counter()
         try:
             self._store.begin()
             for job in group:
@@ -135,6 +140,8 @@ class Writer:
                 f"the database could not commit ({e}); nothing was written, retry later"
             )
             events, outcomes = [], [error] * len(group)
+        if self._observe is not None:
+            self._observe(len(group), time.perf_counter() - started)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._deliver, group, outcomes, events)
 

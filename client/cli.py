@@ -12,15 +12,18 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
-from .client import DEFAULT_TARGET, WorkerClient
+from .client import DEFAULT_TARGET, Security, WorkerClient
 from .errors import (
     InvalidArgument,
     InvalidTransition,
+    PermissionDenied,
     RequestIdReused,
     RevisionCompacted,
     StaleState,
+    Unauthenticated,
     Unavailable,
     WorkerCompleted,
     WorkerExists,
@@ -30,6 +33,7 @@ from .errors import (
 from .types import Event, StaleLevel, Worker, WorkerState
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_UNAVAILABLE = range(6)
+EXIT_DENIED = 6
 EXIT_CODES = """exit codes:
   0  success
   1  any other error
@@ -37,9 +41,12 @@ EXIT_CODES = """exit codes:
   3  not found: no worker has that task id
   4  conflict: the worker is not in the state you named, already exists, is completed,
      or the revision you asked for was compacted
-  5  unavailable: the daemon cannot be reached or is shutting down"""
+  5  unavailable: the daemon cannot be reached or is shutting down
+  6  denied: a missing or wrong --token, or a read-only token asked to change something"""
 _EXIT_BY_ERROR: tuple[tuple[type[WorkerStateError], int], ...] = (
     (InvalidArgument, EXIT_INVALID),
+    (Unauthenticated, EXIT_DENIED),
+    (PermissionDenied, EXIT_DENIED),
     (InvalidTransition, EXIT_INVALID),
     (RequestIdReused, EXIT_INVALID),
     (WorkerNotFound, EXIT_NOT_FOUND),
@@ -301,6 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"daemon address, HOST:PORT or unix:PATH (env WORKERSTATE_SERVER; "
             f"default: {DEFAULT_TARGET})",
         )
+        for flag, env, text in (
+            ("--token", "WORKERSTATE_TOKEN", "bearer token for a daemon run with --token-file"),
+            ("--tls-ca", "WORKERSTATE_TLS_CA", "CA certificate (PEM) that signed the daemon's"),
+            ("--tls-cert", "WORKERSTATE_TLS_CERT", "client certificate (PEM), for mutual TLS"),
+            ("--tls-key", "WORKERSTATE_TLS_KEY", "client private key (PEM), for mutual TLS"),
+        ):
+            parser.add_argument(
+                flag,
+                default=os.environ.get(env) if defaults else argparse.SUPPRESS,
+                help=f"{text} (env {env})",
+            )
         parser.add_argument(
             "-o",
             "--output",
@@ -410,7 +428,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Output(args.output)
     try:
-        with WorkerClient(args.server) as client:
+        security = Security(
+            token=args.token,
+            tls_ca=Path(args.tls_ca) if args.tls_ca else None,
+            tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+            tls_key=Path(args.tls_key) if args.tls_key else None,
+        )
+        with WorkerClient(args.server, security=security) as client:
             args.run(client, args, out)
     except KeyboardInterrupt:
         return EXIT_OK  # Ctrl-C ends a watch; that is how it is meant to stop

@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -37,6 +38,35 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 T = TypeVar("T")
 Request = TypeVar("Request")
 Response = TypeVar("Response")
+
+
+@dataclass(frozen=True)
+class Security:
+    """How to reach a daemon that requires TLS, mutual TLS or tokens (all off by default).
+
+    `tls_ca` verifies the daemon's certificate (None with `tls=True`: the system's roots);
+    `tls_cert` and `tls_key` are this client's certificate for mutual TLS; `token` is sent
+    as `authorization: Bearer <token>` on every call.
+    """
+
+    token: str | None = None
+    tls: bool = False
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def channel(self, target: str) -> grpc.aio.Channel:
+        if not (self.tls or self.tls_ca or self.tls_cert):
+            return grpc.aio.insecure_channel(target)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.tls_ca.read_bytes() if self.tls_ca else None,
+            private_key=self.tls_key.read_bytes() if self.tls_key else None,
+            certificate_chain=self.tls_cert.read_bytes() if self.tls_cert else None,
+        )
+        return grpc.aio.secure_channel(target, credentials)
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
 
 @dataclass(frozen=True)
@@ -64,12 +94,14 @@ class AsyncWorkerClient:
         *,
         timeout: float = 10.0,
         retry: RetryPolicy = RetryPolicy(),
+        security: Security = Security(),
     ) -> None:
         """`target` is `host:port` or `unix:/path`; `timeout` bounds each attempt."""
         self.target = target
         self._timeout = timeout
         self._retry = retry
-        self._channel = grpc.aio.insecure_channel(target)
+        self._metadata = security.metadata()
+        self._channel = security.channel(target)
         self.stub = pb_grpc.WorkerServiceStub(self._channel)  # the raw stub, for raw messages
 
     async def __aenter__(self) -> Self:
@@ -84,7 +116,7 @@ class AsyncWorkerClient:
     async def _call(self, method: Callable[..., Awaitable[Response]], request: object) -> Response:
         for attempt in range(self._retry.attempts):
             try:
-                return await method(request, timeout=self._timeout)
+                return await method(request, timeout=self._timeout, metadata=self._metadata)
             except grpc.RpcError as error:
                 if error.code() not in TRANSIENT or attempt + 1 == self._retry.attempts:
                     raise from_rpc_error(error) from None
@@ -267,7 +299,7 @@ class AsyncWatch:
             self.revision = head.revision
         failures = 0
         while True:
-            self._call = client.stub.WatchState(self._next_request())
+            self._call = client.stub.WatchState(self._next_request(), metadata=client._metadata)
             try:
                 async for message in self._call:
                     failures = 0
@@ -350,7 +382,10 @@ class AsyncHeartbeater:
         retry = self._client._retry
         while not self.ended.is_set():
             try:
-                async for response in self._client.stub.StreamHeartbeats(self._beats()):
+                stream = self._client.stub.StreamHeartbeats(
+                    self._beats(), metadata=self._client._metadata
+                )
+                async for response in stream:
                     failures = 0
                     self.state = WorkerState.from_pb(response.state)
                     if self.state in (WorkerState.FAILED, WorkerState.COMPLETED):
@@ -380,6 +415,7 @@ class WorkerClient:
         *,
         timeout: float = 10.0,
         retry: RetryPolicy = RetryPolicy(),
+        security: Security = Security(),
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -388,7 +424,7 @@ class WorkerClient:
         self._thread.start()
 
         async def make() -> AsyncWorkerClient:
-            return AsyncWorkerClient(target, timeout=timeout, retry=retry)
+            return AsyncWorkerClient(target, timeout=timeout, retry=retry, security=security)
 
         self._async = self._run(make())
         self.target = target
@@ -586,6 +622,7 @@ __all__ = [
     "AsyncWorkerClient",
     "Heartbeater",
     "RetryPolicy",
+    "Security",
     "Watch",
     "WorkerClient",
     "WorkerStateError",

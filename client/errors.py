@@ -89,6 +89,14 @@ class TooManyWatchers(WorkerStateError):
     """The daemon serves its maximum number of watchers already."""
 
 
+class Unauthenticated(WorkerStateError):
+    """The daemon requires a token and this call had none, or a wrong one."""
+
+
+class PermissionDenied(WorkerStateError):
+    """A read-only token tried to change something."""
+
+
 class Unavailable(WorkerStateError):
     """The daemon could not be reached or could not answer in time (after retries)."""
 
@@ -110,6 +118,8 @@ _BY_REASON: dict[str, type[WorkerStateError]] = {
     "REQUEST_ID_REUSED": RequestIdReused,
     "REVISION_COMPACTED": RevisionCompacted,
     "TOO_MANY_WATCHERS": TooManyWatchers,
+    "UNAUTHENTICATED": Unauthenticated,
+    "READ_ONLY_TOKEN": PermissionDenied,
     "SHUTTING_DOWN": ShuttingDown,
     "STORAGE_UNAVAILABLE": StorageUnavailable,
 }

@@ -49,6 +49,20 @@ LOG_FORMATS = ("text", "json")
 DEFAULT_THRESHOLDS = StaleThresholds(warn_ms=60_000, stale_ms=300_000, dead_ms=900_000)
 
 
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
+def _octal(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid mode {text!r}: use octal, e.g. 0600") from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"invalid mode {text!r}: permission bits only")
+    return mode
+
+
 def _count(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -87,6 +101,12 @@ class Config:
     max_watchers: int = 4096
     metrics_listen: str = ""
     log_format: str = "text"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    token_file: Path | None = None
+    socket_mode: int = 0o600
+    insecure: bool = False
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,6 +160,34 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         choices=LOG_FORMATS,
     )
     option(
+        "--tls-cert",
+        "",
+        "serve TLS with this certificate chain (PEM); needs --tls-key",
+        type=_optional_path,
+    )
+    option("--tls-key", "", "the private key (PEM) for --tls-cert", type=_optional_path)
+    option(
+        "--client-ca",
+        "",
+        "mutual TLS: require client certificates signed by this CA (PEM); needs --tls-cert",
+        type=_optional_path,
+    )
+    option(
+        "--token-file",
+        "",
+        "require `authorization: Bearer TOKEN`; lines NAME:TOKEN or NAME:TOKEN:ro (read-only:"
+        " get, list, watch, events), # comments; health checks stay open",
+        type=_optional_path,
+    )
+    option("--socket-mode", "0600", "file mode of a unix: socket, in octal", type=_octal)
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=os.environ.get("WORKERSTATE_INSECURE", "") in ("1", "true", "yes"),
+        help="allow a non-loopback address without TLS and without tokens"
+        " (env WORKERSTATE_INSECURE=1; default: refuse)",
+    )
+    option(
         "--metrics-listen",
         d.metrics_listen,
         "serve Prometheus metrics over HTTP on HOST:PORT, e.g. 127.0.0.1:9464 (empty: off)",
@@ -188,6 +236,10 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error(f"invalid log level {args.log_level!r}: choose from {', '.join(LOG_LEVELS)}")
     if args.log_format not in LOG_FORMATS:
         parser.error(f"invalid log format {args.log_format!r}: choose text or json")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.client_ca and not args.tls_cert:
+        parser.error("--client-ca needs --tls-cert and --tls-key (mutual TLS is TLS)")
     if args.metrics_listen and not re.fullmatch(r".+:\d+", args.metrics_listen):
         parser.error(f"invalid --metrics-listen {args.metrics_listen!r}: use HOST:PORT")
     return Config(
@@ -202,4 +254,10 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         max_watchers=args.max_watchers,
         metrics_listen=args.metrics_listen,
         log_format=args.log_format,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        client_ca=args.client_ca,
+        token_file=args.token_file,
+        socket_mode=args.socket_mode,
+        insecure=args.insecure,
     )

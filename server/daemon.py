@@ -31,6 +31,7 @@ from .hub import Hub
 from .liveness import Liveness
 from .messages import event_message
 from .metrics import FleetFigures, Metrics, RpcMetrics
+from .security import TokenAuth, check_listen, load_tokens, server_credentials
 from .servicer import Core, WorkerService
 from .store import EventReader, Store
 from .view import WorkerView
@@ -107,15 +108,32 @@ class Daemon:
             max_watchers=config.max_watchers,
         )
         service = WorkerService(core)
-        # The interceptor costs every RPC a little; only pay it when metrics are wanted.
-        server = grpc.aio.server(interceptors=[RpcMetrics(metrics)] if metrics else None)
+        tokens = load_tokens(config.token_file) if config.token_file else None
+        check_listen(
+            config.listen,
+            tls=config.tls_cert is not None,
+            tokens=bool(tokens),
+            insecure=config.insecure,
+        )
+        credentials = None
+        if config.tls_cert and config.tls_key:
+            credentials = server_credentials(config.tls_cert, config.tls_key, config.client_ca)
+        # Interceptors cost every RPC a little; only pay for the ones asked for.
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if metrics:
+            interceptors.append(RpcMetrics(metrics))
+        if tokens:
+            interceptors.append(TokenAuth(tokens))
+            read_only = sum(t.read_only for t in tokens)
+            log.info("token authentication on: %d tokens, %d read-only", len(tokens), read_only)
+        server = grpc.aio.server(interceptors=interceptors or None)
         pb_grpc.add_WorkerServiceServicer_to_server(service, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        address = _bind(server, config.listen)
+        address = _bind(server, config.listen, credentials, config.socket_mode)
         stop_metrics = None
         if metrics is not None:
             metrics.add_fleet(asyncio.get_running_loop(), lambda: _figures(core, service))
@@ -174,15 +192,23 @@ class Daemon:
         log.info("stopped at revision %d", self.core.view.head)
 
 
-def _bind(server: grpc.aio.Server, listen: str) -> str:
+def _bind(
+    server: grpc.aio.Server,
+    listen: str,
+    credentials: grpc.ServerCredentials | None,
+    socket_mode: int,
+) -> str:
     """Bind the listen address; returns it with the real port when port 0 was asked for."""
     try:
-        port = server.add_insecure_port(listen)
+        if credentials is None:
+            port = server.add_insecure_port(listen)
+        else:
+            port = server.add_secure_port(listen, credentials)
     except RuntimeError as e:
         raise ListenError(f"cannot listen on {listen}: {e}") from None
     if listen.startswith("unix:"):
-        # Only the owner may talk to the daemon through its socket.
-        os.chmod(listen.removeprefix("unix:").removeprefix("//"), 0o600)
+        # By default only the owner may talk to the daemon through its socket.
+        os.chmod(listen.removeprefix("unix:").removeprefix("//"), socket_mode)
         return listen
     if port == 0:
         raise ListenError(f"cannot listen on {listen}: address in use or not permitted")

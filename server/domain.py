@@ -153,6 +153,21 @@ class TooManyWatchers(WorkerStateError):
         self.limit = limit
 
 
+class Unauthenticated(WorkerStateError):
+    """The call carried no valid bearer token (the daemon runs with --token-file)."""
+
+    def __init__(self) -> None:
+        super().__init__("missing or invalid token: send `authorization: Bearer <token>` metadata")
+
+
+class PermissionDenied(WorkerStateError):
+    """A read-only token tried to change something."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"token {name!r} is read-only: it may only get, list and watch")
+        self.name = name
+
+
 class StorageUnavailable(WorkerStateError):
     """The database refused a commit (disk full, file gone); nothing was written."""
 

@@ -43,6 +43,11 @@ google.rpc.BadRequest. Match on ErrorInfo.reason, never on the message text:
                                           again, then watch from that list's revision + 1.
   RESOURCE_EXHAUSTED  TOO_MANY_WATCHERS   the daemon serves --max-watchers streams already.
                                           Metadata: max_watchers.
+  UNAUTHENTICATED     UNAUTHENTICATED     the daemon runs with --token-file and the call had no
+                                          valid `authorization: Bearer <token>` metadata.
+  PERMISSION_DENIED   READ_ONLY_TOKEN     a read-only token called something other than
+                                          GetWorker, ListWorkers, WatchState or ListEvents.
+                                          Metadata: token (the token's name, never its value).
   UNAVAILABLE         STORAGE_UNAVAILABLE the database could not commit (disk full, file gone);
                                           nothing was written; retry with the same request_id.
   UNAVAILABLE         SHUTTING_DOWN       the daemon is stopping; retry against the next one.

@@ -1,0 +1,149 @@
+"""Who may talk to the daemon: TLS and mutual TLS, bearer tokens, and the listen policy.
+
+Defaults are safe: loopback or a unix socket (mode 0600). Listening elsewhere without TLS
+and without tokens is refused unless --insecure says so. Tokens are compared in constant
+time and never logged; health checks stay open so probes need no secret.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from .domain import PermissionDenied, Unauthenticated, WorkerStateError
+from .errors import to_status
+
+# Calls a read-only token may make; everything else changes state.
+READ_ONLY_METHODS = frozenset({"GetWorker", "ListWorkers", "WatchState", "ListEvents"})
+OPEN_SERVICES = ("/grpc.health.v1.Health/",)
+
+
+class SecurityError(Exception):
+    """A security setting cannot be used as given (bad token file, unsafe listen address)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    name: str
+    secret: bytes
+    read_only: bool
+
+
+def load_tokens(path: Path) -> list[Token]:
+    """Parse `NAME:TOKEN` or `NAME:TOKEN:ro` lines; `#` starts a comment."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SecurityError(f"cannot read token file {path}: {e.strerror}") from None
+    tokens: list[Token] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split(":")
+        if (
+            len(parts) not in (2, 3)
+            or not parts[0]
+            or not parts[1]
+            or (len(parts) == 3 and parts[2] != "ro")
+        ):
+            # The line itself may hold a secret: name only its number.
+            raise SecurityError(f"{path} line {number}: expected NAME:TOKEN or NAME:TOKEN:ro")
+        if any(t.name == parts[0] for t in tokens):
+            raise SecurityError(f"{path} line {number}: token name {parts[0]!r} repeated")
+        tokens.append(Token(parts[0], parts[1].encode(), len(parts) == 3))
+    if not tokens:
+        raise SecurityError(f"{path} holds no tokens; every call would be refused")
+    return tokens
+
+
+def is_loopback(listen: str) -> bool:
+    """Unix sockets and loopback addresses are reachable only from this machine."""
+    if listen.startswith("unix:"):
+        return True
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def check_listen(listen: str, *, tls: bool, tokens: bool, insecure: bool) -> None:
+    if not (is_loopback(listen) or tls or tokens or insecure):
+        raise SecurityError(
+            f"refusing to listen on {listen} without TLS and without tokens: anyone who can "
+            "reach it could move workers. Add --tls-cert/--tls-key and/or --token-file, "
+            "listen on 127.0.0.1 or unix:PATH, or pass --insecure if the network is trusted"
+        )
+
+
+def server_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.ServerCredentials:
+    try:
+        pair = (key.read_bytes(), cert.read_bytes())
+        ca = client_ca.read_bytes() if client_ca else None
+    except OSError as e:
+        raise SecurityError(f"cannot read {e.filename}: {e.strerror}") from None
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+class TokenAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Requires `authorization: Bearer TOKEN` on every call but health checks."""
+
+    def __init__(self, tokens: list[Token]) -> None:
+        self._tokens = tokens
+
+    def _who(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> Token | None:
+        header = next((v for k, v in metadata or () if k == "authorization"), "")
+        text = header.decode(errors="replace") if isinstance(header, bytes) else header
+        if not text.startswith("Bearer "):
+            return None
+        offered = text.removeprefix("Bearer ").encode()
+        found = None
+        for token in self._tokens:  # every token compared, so timing says nothing
+            if hmac.compare_digest(token.secret, offered):
+                found = token
+        return found
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(OPEN_SERVICES):
+            return handler
+        token = self._who(details.invocation_metadata)
+        error: WorkerStateError | None = None
+        if token is None:
+            error = Unauthenticated()
+        elif token.read_only and details.method.rsplit("/", 1)[-1] not in READ_ONLY_METHODS:
+            error = PermissionDenied(token.name)
+        return handler if error is None else _refusal(handler, error)
+
+
+def _refusal(handler: grpc.RpcMethodHandler, error: WorkerStateError) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as `handler` that only reports `error`."""
+    status = to_status(error)
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort_with_status(status)
+
+    if handler.unary_unary:
+        make = grpc.unary_unary_rpc_method_handler
+    elif handler.unary_stream:
+        make = grpc.unary_stream_rpc_method_handler
+    elif handler.stream_unary:
+        make = grpc.stream_unary_rpc_method_handler
+    else:
+        make = grpc.stream_stream_rpc_method_handler
+    return make(refuse, handler.request_deserializer, handler.response_serializer)

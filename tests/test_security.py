@@ -1,0 +1,268 @@
+"""Security: TLS, mutual TLS, bearer tokens (read-only too), and the listen policy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from harness import details
+from workerstate.client import (
+    PermissionDenied,
+    RetryPolicy,
+    Security,
+    Unauthenticated,
+    Unavailable,
+    WorkerClient,
+)
+from workerstate.v1 import workerstate_pb2 as pb
+from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+def openssl(*args: str, cwd) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA, a server certificate for 127.0.0.1/localhost, and a client certificate."""
+    d = tmp_path_factory.mktemp("pki")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=workerstate test CA",
+        cwd=d,
+    )
+    for name, extra in (
+        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ):
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={name}",
+            cwd=d,
+        )
+        (d / f"{name}.ext").write_text(extra + "\n")
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            cwd=d,
+        )
+    return d
+
+
+@pytest.fixture
+def tokens(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_text("# who may call\nci:s3cret-writer\n\ndashboard:s3cret-reader:ro  # reads\n")
+    return path
+
+
+def test_tokens_are_required_checked_and_never_logged(make_daemon, tokens):
+    daemon = make_daemon("--token-file", str(tokens))
+    with WorkerClient(daemon.address, retry=NO_RETRY) as anonymous:
+        with pytest.raises(Unauthenticated):
+            anonymous.list()
+    wrong = Security(token="guess")
+    with (
+        WorkerClient(daemon.address, retry=NO_RETRY, security=wrong) as c,
+        pytest.raises(Unauthenticated),
+    ):
+        c.create("t", branch="b", worktree="w")
+    writer = Security(token="s3cret-writer")
+    with WorkerClient(daemon.address, security=writer) as c:
+        c.create("t", branch="b", worktree="w")
+    reader = Security(token="s3cret-reader")
+    with WorkerClient(daemon.address, security=reader) as c:
+        assert [w.task_id for w in c.list()] == ["t"]
+        assert c.get("t").task_id == "t"
+        assert len(c.events()) == 1
+        with pytest.raises(PermissionDenied) as denied:
+            c.transition("t", "ASSIGNED", "WORKING")
+        assert denied.value.metadata == {"token": "dashboard"}
+        with pytest.raises(PermissionDenied):
+            c.heartbeat("t")
+    # Health checks stay open, so probes need no secret.
+    health = health_pb2_grpc.HealthStub(daemon.channel)
+    assert health.Check(health_pb2.HealthCheckRequest()).status == 1
+    # Streams are guarded too.
+    with pytest.raises(grpc.RpcError) as caught:
+        next(daemon.stub.WatchState(pb.WatchStateRequest()))
+    code, info, _ = details(caught.value)
+    assert (code, info.reason) == (grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED")
+    assert daemon.stop() == 0
+    log = "".join(daemon.log)
+    assert "s3cret" not in log
+    assert "2 tokens, 1 read-only" in log
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("ci\n", "line 1: expected NAME:TOKEN"),
+        ("a:x:rw\n", "line 1"),
+        ("# only\n", "no tokens"),
+        ("a:x\na:y\n", "repeated"),
+    ],
+)
+def test_bad_token_files_are_refused_without_showing_secrets(tmp_path, content, problem):
+    path = tmp_path / "tokens"
+    path.write_text(content)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workerstate.server",
+            "--db",
+            str(tmp_path / "w.db"),
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert problem in result.stderr
+    assert "Traceback" not in result.stderr
+    assert ":x" not in result.stderr and ":y" not in result.stderr
+
+
+def test_tls(make_daemon, pki):
+    daemon = make_daemon(
+        "--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key")
+    )
+    with WorkerClient(daemon.address, retry=NO_RETRY) as plaintext, pytest.raises(Unavailable):
+        plaintext.list()
+    with WorkerClient(daemon.address, security=Security(tls_ca=pki / "ca.pem")) as c:
+        assert c.create("tls", branch="b", worktree="w").task_id == "tls"
+
+
+def test_mutual_tls_requires_a_client_certificate(make_daemon, pki):
+    daemon = make_daemon(
+        "--tls-cert",
+        str(pki / "server.pem"),
+        "--tls-key",
+        str(pki / "server.key"),
+        "--client-ca",
+        str(pki / "ca.pem"),
+    )
+    no_cert = Security(tls_ca=pki / "ca.pem")
+    with (
+        WorkerClient(daemon.address, retry=NO_RETRY, security=no_cert) as c,
+        pytest.raises(Unavailable),
+    ):
+        c.list()
+    with_cert = Security(
+        tls_ca=pki / "ca.pem", tls_cert=pki / "client.pem", tls_key=pki / "client.key"
+    )
+    with WorkerClient(daemon.address, security=with_cert) as c:
+        assert c.list() == []
+
+
+def test_cli_takes_token_and_tls_options(make_daemon, pki, tokens):
+    daemon = make_daemon(
+        "--tls-cert",
+        str(pki / "server.pem"),
+        "--tls-key",
+        str(pki / "server.key"),
+        "--token-file",
+        str(tokens),
+    )
+    workerstate = [
+        str(__import__("pathlib").Path(sys.executable).with_name("workerstate")),
+        "--server",
+        daemon.address,
+        "--tls-ca",
+        str(pki / "ca.pem"),
+    ]
+    ok = subprocess.run(
+        [
+            *workerstate,
+            "--token",
+            "s3cret-writer",
+            "create",
+            "c",
+            "--branch",
+            "b",
+            "--worktree",
+            "w",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert ok.returncode == 0, ok.stderr
+    denied = subprocess.run(
+        [*workerstate, "fail", "c", "--token", "s3cret-reader"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert denied.returncode == 6
+    assert "read-only" in denied.stderr
+
+
+def test_non_loopback_without_tls_or_tokens_is_refused(tmp_path):
+    # Refused before anything is bound, so no port opens beyond loopback.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workerstate.server",
+            "--db",
+            str(tmp_path / "w.db"),
+            "--listen",
+            "0.0.0.0:50999",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "refusing to listen on 0.0.0.0:50999" in result.stderr
+    assert "--insecure" in result.stderr
+
+
+def test_socket_mode_is_configurable(make_daemon, tmp_path):
+    socket = tmp_path / "ws.sock"
+    daemon = make_daemon("--socket-mode", "0660", listen=f"unix:{socket}")
+    assert socket.stat().st_mode & 0o777 == 0o660
+    assert pb_grpc.WorkerServiceStub(daemon.channel).ListWorkers(pb.ListWorkersRequest())

@@ -47,6 +47,13 @@ REQUEST_ID_RETENTION_MS = 24 * 3_600_000
 REQUEST_ID_PRUNE_INTERVAL_S = 3600.0
 
 
+SERVER_OPTIONS = (
+    # Without this, a second daemon (on another file) could bind the same port and take
+    # half the connections.
+    ("grpc.so_reuseport", 0),
+)
+
+
 class ListenError(Exception):
     """The listen address cannot be bound."""
 
@@ -126,7 +133,7 @@ class Daemon:
             interceptors.append(TokenAuth(tokens))
             read_only = sum(t.read_only for t in tokens)
             log.info("token authentication on: %d tokens, %d read-only", len(tokens), read_only)
-        server = grpc.aio.server(interceptors=interceptors or None)
+        server = grpc.aio.server(interceptors=interceptors or None, options=SERVER_OPTIONS)
         pb_grpc.add_WorkerServiceServicer_to_server(service, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

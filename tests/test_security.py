@@ -95,9 +95,8 @@ def tokens(tmp_path):
 
 def test_tokens_are_required_checked_and_never_logged(make_daemon, tokens):
     daemon = make_daemon("--token-file", str(tokens))
-    with WorkerClient(daemon.address, retry=NO_RETRY) as anonymous:
-        with pytest.raises(Unauthenticated):
-            anonymous.list()
+    with WorkerClient(daemon.address, retry=NO_RETRY) as anonymous, pytest.raises(Unauthenticated):
+        anonymous.list()
     wrong = Security(token="guess")
     with (
         WorkerClient(daemon.address, retry=NO_RETRY, security=wrong) as c,

@@ -81,10 +81,13 @@ def test_environment_picks_the_database(make_daemon, tmp_path, monkeypatch):
     assert (tmp_path / "from-env.db").exists()
 
 
-def test_unreachable_listen_address_is_a_clear_error(tmp_path):
-    result = run("serve", "--db", str(tmp_path / "w.db"), "--listen", "256.1.1.1:1")
+def test_a_port_in_use_is_a_clear_error(make_daemon, tmp_path):
+    first = make_daemon()
+    # No SO_REUSEPORT: a second daemon must not silently share the first one's port.
+    result = run("serve", "--db", str(tmp_path / "other.db"), "--listen", first.address)
     assert result.returncode == 1
-    assert "cannot listen on 256.1.1.1:1" in result.stderr and "Traceback" not in result.stderr
+    assert f"cannot listen on {first.address}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_health_and_reflection_are_served(make_daemon):

@@ -51,6 +51,20 @@ SERVER_OPTIONS = (
     # Without this, a second daemon (on another file) could bind the same port and take
     # half the connections.
     ("grpc.so_reuseport", 0),
+    # Requests are a few KB at most (see the field limits): 4 MB refuses a flood early with
+    # RESOURCE_EXHAUSTED, before it is read into memory.
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    # One connection may not hog the daemon: more streams wait for a slot (HTTP/2 flow),
+    # and --max-watchers caps watches across all connections.
+    ("grpc.max_concurrent_streams", 1000),
+    # A connection that never completes its handshake is dropped after 10 s.
+    ("grpc.server_handshake_timeout_ms", 10_000),
+    # Probe quiet clients every minute, so dead peers free their streams...
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    # ...and refuse clients that ping more often than every 10 s (GOAWAY too_many_pings).
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 2),
 )
 
 

@@ -92,7 +92,10 @@ def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
 def _acquire_lock(path: Path) -> int:
     """Hold an exclusive lock beside the file for the daemon's lifetime."""
     lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise StoreError(f"cannot lock {path}: {lock_path}: {e.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -128,6 +131,14 @@ def _check_existing(path: Path) -> None:
             f"{path} has schema version {version}, newer than this daemon's {SCHEMA_VERSION};"
             " upgrade workerstate"
         )
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -187,6 +198,7 @@ class Store:
         self.path = path
         self._conn = conn
         self._lock_fd = lock_fd
+        self._identity = _identity(path)
 
     @classmethod
     def open(cls, path: Path) -> Store:
@@ -203,6 +215,9 @@ class Store:
             # FULL: an acknowledged change survives a power cut, not only a crash.
             conn.execute("PRAGMA synchronous = FULL")
             _migrate(conn)
+        except sqlite3.Error as e:
+            os.close(lock_fd)
+            raise StoreError(f"cannot open {path} for writing: {e}") from None
         except BaseException:
             os.close(lock_fd)
             raise
@@ -235,6 +250,13 @@ class Store:
     # -- the writer's statements --------------------------------------------------------
 
     def begin(self) -> None:
+        # A file deleted or replaced under us would swallow every later write (they would go
+        # to an unlinked inode and vanish at restart): refuse to write instead.
+        if _identity(self.path) != self._identity:
+            raise sqlite3.OperationalError(
+                f"{self.path} was deleted or replaced while the daemon had it open; "
+                "restore it and restart the daemon"
+            )
         self._conn.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:

@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed
 NODE    = tests/polyglot/node_modules/.package-lock.json
 BUF     = tests/polyglot/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck proto clean bench-watch
+.PHONY: run test lint typecheck proto clean bench-watch soak
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("workerstate needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -53,6 +53,11 @@ proto: $(STAMP)
 bench-watch: $(STAMP)
 	$(PY) bench/watch_fanout.py --watchers 100 --rate 200 --seconds 10
 	$(PY) bench/watch_fanout.py --watchers 1000 --rate 5 --seconds 10
+
+## soak: mixed load with restarts for SOAK_MINUTES (default 10); nothing lost or doubled
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -272,6 +272,7 @@ class AsyncWatch:
         self.synced = False
         self._snapshot_needed = request.send_initial_state
         self._call: Any = None
+        self._cancelled = False
         self._events = self._stream()
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -281,6 +282,7 @@ class AsyncWatch:
         return await self._events.__anext__()
 
     def cancel(self) -> None:
+        self._cancelled = True
         if self._call is not None:
             self._call.cancel()
 
@@ -315,8 +317,8 @@ class AsyncWatch:
                         yield event
                 return
             except grpc.RpcError as rpc_error:
-                if rpc_error.code() == grpc.StatusCode.CANCELLED:
-                    return
+                if self._cancelled:
+                    return  # our own cancel(); anything else is the daemon's doing
                 error = from_rpc_error(rpc_error)
                 if isinstance(error, RevisionCompacted) and self._relist:
                     self.synced, self._snapshot_needed = False, True

@@ -123,8 +123,13 @@ _BY_REASON: dict[str, type[WorkerStateError]] = {
     "SHUTTING_DOWN": ShuttingDown,
     "STORAGE_UNAVAILABLE": StorageUnavailable,
 }
-# Codes that mean "try again": the connection, not the request, was the problem.
-TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+# Codes that mean "try again": the connection, not the request, was the problem. CANCELLED
+# is among them because this library never cancels a unary call it still waits for: when it
+# sees one, a stopping daemon cancelled the call (grpc reports calls caught by a server's
+# shutdown that way), and the retry's request id keeps it from applying twice.
+TRANSIENT = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+)
 
 
 def from_rpc_error(error: grpc.RpcError) -> WorkerStateError:

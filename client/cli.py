@@ -308,6 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"daemon address, HOST:PORT or unix:PATH (env WORKERSTATE_SERVER; "
             f"default: {DEFAULT_TARGET})",
         )
+        parser.add_argument(
+            "--tls",
+            action="store_true",
+            default=os.environ.get("WORKERSTATE_TLS", "") in ("1", "true", "yes")
+            if defaults
+            else argparse.SUPPRESS,
+            help="use TLS with the system's root certificates (implied by --tls-ca)"
+            " (env WORKERSTATE_TLS=1)",
+        )
         for flag, env, text in (
             ("--token", "WORKERSTATE_TOKEN", "bearer token for a daemon run with --token-file"),
             ("--tls-ca", "WORKERSTATE_TLS_CA", "CA certificate (PEM) that signed the daemon's"),
@@ -430,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         security = Security(
             token=args.token,
+            tls=args.tls,
             tls_ca=Path(args.tls_ca) if args.tls_ca else None,
             tls_cert=Path(args.tls_cert) if args.tls_cert else None,
             tls_key=Path(args.tls_key) if args.tls_key else None,
@@ -443,6 +453,12 @@ def main(argv: list[str] | None = None) -> int:
         return next((code for cls, code in _EXIT_BY_ERROR if isinstance(error, cls)), EXIT_ERROR)
     except BrokenPipeError:
         return EXIT_OK  # piped into `head`
+    except OSError as error:
+        if error.filename is None:
+            raise
+        # a --tls-* file that cannot be read
+        print(f"error: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
+        return EXIT_INVALID
     return EXIT_OK
 
 

@@ -2,8 +2,8 @@
 
 The asyncio client does the work; the blocking one runs it on a private event-loop thread,
 so both behave the same: every mutation carries a request id (generated unless given), and
-a call that fails with UNAVAILABLE or DEADLINE_EXCEEDED is retried with backoff and the same
-request id, so a retry never applies twice.
+a call that fails with UNAVAILABLE, DEADLINE_EXCEEDED or a daemon-side CANCELLED is retried
+with backoff and the same request id, so a retry never applies twice.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ Request = TypeVar("Request")
 Response = TypeVar("Response")
 
 
+# Ping a quiet connection every 30 s (the daemon allows one per 10 s), so a long watch or
+# heartbeat stream on a half-open connection fails over instead of hanging.
+CHANNEL_OPTIONS = (("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000))
+
+
 @dataclass(frozen=True)
 class Security:
     """How to reach a daemon that requires TLS, mutual TLS or tokens (all off by default).
@@ -57,13 +62,13 @@ class Security:
 
     def channel(self, target: str) -> grpc.aio.Channel:
         if not (self.tls or self.tls_ca or self.tls_cert):
-            return grpc.aio.insecure_channel(target)
+            return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         credentials = grpc.ssl_channel_credentials(
             root_certificates=self.tls_ca.read_bytes() if self.tls_ca else None,
             private_key=self.tls_key.read_bytes() if self.tls_key else None,
             certificate_chain=self.tls_cert.read_bytes() if self.tls_cert else None,
         )
-        return grpc.aio.secure_channel(target, credentials)
+        return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
@@ -256,9 +261,13 @@ class AsyncWorkerClient:
 class AsyncWatch:
     """Events from WatchState as an async iterator that survives daemon restarts.
 
-    On UNAVAILABLE it reconnects with backoff and resumes from `revision + 1`, so nothing is
-    missed or repeated. On REVISION_COMPACTED it raises, or with `relist_on_compaction`
-    starts over with a fresh snapshot (SNAPSHOT events, then `synced` is True again).
+    When the daemon goes away it reconnects with backoff (for as long as it takes, once it
+    has connected at all) and resumes from `revision + 1`: no stored event is missed or
+    repeated. Computed events are not replayed: LIVENESS_CHANGED events that happened
+    during the outage are gone (ask for a snapshot to learn current levels), and a
+    connection lost before `synced` sends the whole snapshot again. On REVISION_COMPACTED it
+    raises, or with `relist_on_compaction` starts over with a fresh snapshot. Do not wrap
+    `anext()` in a timeout: cancelling an async generator mid-step closes it.
     """
 
     def __init__(
@@ -299,12 +308,12 @@ class AsyncWatch:
             # "From now" must mean one fixed revision, or a reconnect would skip the outage.
             head = await client._call(client.stub.ListWorkers, pb.ListWorkersRequest(page_size=1))
             self.revision = head.revision
-        failures = 0
+        failures, connected = 0, False
         while True:
             self._call = client.stub.WatchState(self._next_request(), metadata=client._metadata)
             try:
                 async for message in self._call:
-                    failures = 0
+                    failures, connected = 0, True
                     if message.HasField("synced"):
                         self.revision, self.synced = message.synced.revision, True
                         self._snapshot_needed = False
@@ -316,17 +325,25 @@ class AsyncWatch:
                             self.revision = max(self.revision, event.revision)
                         yield event
                 return
+            except asyncio.CancelledError:
+                if self._cancelled:
+                    return  # grpc.aio reports our own cancel() this way
+                raise
             except grpc.RpcError as rpc_error:
                 if self._cancelled:
                     return  # our own cancel(); anything else is the daemon's doing
                 error = from_rpc_error(rpc_error)
                 if isinstance(error, RevisionCompacted) and self._relist:
                     self.synced, self._snapshot_needed = False, True
-                elif not isinstance(error, Unavailable) or failures + 1 >= retry.attempts:
+                    continue
+                if not isinstance(error, Unavailable):
                     raise error from None
-                else:
-                    await asyncio.sleep(retry.delay(failures))
-                    failures += 1
+                # Once connected, ride out any outage (a restart, a long upgrade); before
+                # that, give up after the retry policy so a wrong address fails fast.
+                if not connected and failures + 1 >= retry.attempts:
+                    raise error from None
+                await asyncio.sleep(retry.delay(min(failures, 10)))
+                failures += 1
 
 
 class AsyncHeartbeater:
@@ -334,7 +351,8 @@ class AsyncHeartbeater:
 
     `state` is the worker's state as the daemon last reported it. When the worker is FAILED,
     COMPLETED or gone (changed elsewhere), `ended` is set and `on_end(state)` called once, so
-    the worker can stop. Set `activity` to say what it is doing.
+    the worker can stop. If beating itself is refused (a bad token, an invalid task id),
+    `error` holds why and `ended` is set too. Set `activity` to say what it is doing.
     """
 
     def __init__(
@@ -350,6 +368,7 @@ class AsyncHeartbeater:
         self.activity = ""
         self.state: WorkerState | None = None
         self.ended = threading.Event()  # usable from threads and coroutines alike
+        self.error: WorkerStateError | None = None
         self._on_end = on_end
         self._task: asyncio.Task[None] | None = None
 
@@ -395,11 +414,11 @@ class AsyncHeartbeater:
                         return
             except grpc.RpcError as rpc_error:
                 error = from_rpc_error(rpc_error)
-                if isinstance(error, WorkerNotFound):
+                if not isinstance(error, Unavailable):
+                    if not isinstance(error, WorkerNotFound):
+                        self.error = error
                     self._end(None)
                     return
-                if not isinstance(error, Unavailable):
-                    raise error from None
                 # The daemon is restarting: keep trying, backing off, for as long as we live.
                 await asyncio.sleep(retry.delay(min(failures, 10)))
                 failures += 1
@@ -544,7 +563,19 @@ class WorkerClient:
         on_end: Callable[[WorkerState | None], None] | None = None,
     ) -> Heartbeater:
         """Beat in the background while the `with` block runs (see AsyncHeartbeater)."""
+        if on_end is not None:
+            # Off the client's event-loop thread, so the callback may call this client.
+            on_end = _on_own_thread(on_end)
         return Heartbeater(self, self._async.heartbeater(task_id, interval, on_end))
+
+
+def _on_own_thread(
+    callback: Callable[[WorkerState | None], None],
+) -> Callable[[WorkerState | None], None]:
+    def start(state: WorkerState | None) -> None:
+        threading.Thread(target=callback, args=(state,), name="workerstate-on-end").start()
+
+    return start
 
 
 class Watch:

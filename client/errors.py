@@ -7,9 +7,6 @@ the library.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -151,12 +148,3 @@ def from_rpc_error(error: grpc.RpcError) -> WorkerStateError:
     if code in TRANSIENT:
         return Unavailable(message, code=code.name)
     return WorkerStateError(message, code=code.name)
-
-
-@contextmanager
-def mapped_errors() -> Iterator[None]:
-    """Turn any grpc.RpcError raised inside into the library's exception."""
-    try:
-        yield
-    except grpc.RpcError as error:
-        raise from_rpc_error(error) from None

@@ -12,6 +12,7 @@ import logging
 
 from .clock import Clock
 from .config import Retention
+from .domain import WorkerStateError
 from .hub import Hub
 from .store import EventReader
 from .writer import Writer
@@ -30,8 +31,8 @@ async def compact(
     cutoff = await asyncio.to_thread(
         reader.compaction_cutoff, hub.head, retention.events, clock.now_ms() - retention.for_ms
     )
-    if cutoff <= hub.compact_revision:
-        return 0
+    # Never below what was announced: a run cut short by a fault finishes the job next time.
+    cutoff = max(cutoff, hub.compact_revision)
     hub.compact_revision = cutoff
     deleted = 0
     while True:
@@ -39,7 +40,8 @@ async def compact(
         deleted += count
         if count < COMPACT_BATCH:
             break
-    log.info("compacted %d events; the oldest stored revision is now %d", deleted, cutoff)
+    if deleted:
+        log.info("compacted %d events; the oldest stored revision is now %d", deleted, cutoff)
     return deleted
 
 
@@ -48,4 +50,7 @@ async def compact_every(
 ) -> None:
     while True:
         await asyncio.sleep(retention.interval_ms / 1000)
-        await compact(retention, hub, reader, writer, clock)
+        try:
+            await compact(retention, hub, reader, writer, clock)
+        except WorkerStateError as e:
+            log.warning("compaction failed, will retry next interval: %s", e)

@@ -8,7 +8,6 @@ the file is closed (and its lock released) only after all of that.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -25,7 +24,7 @@ from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 from .clock import Clock, SystemClock
 from .compaction import compact_every
 from .config import Config
-from .domain import Event
+from .domain import Event, WorkerStateError
 from .heartbeats import Heartbeats
 from .hub import Hub
 from .liveness import Liveness
@@ -39,7 +38,7 @@ from .writer import Writer
 
 log = logging.getLogger(__name__)
 # One line per stored change, at INFO: task, from, to, revision (fields in JSON logs).
-changes = logging.getLogger("workerstate.changes")
+change_log = logging.getLogger("workerstate.changes")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["WorkerService"].full_name
 # Applied request ids are kept this long, so a client may retry a change for a day.
@@ -111,7 +110,7 @@ class Daemon:
             view.apply(events)
             hub.publish(events, [event_message(e) for e in events])
             liveness.on_commit(events)
-            if changes.isEnabledFor(logging.INFO):
+            if change_log.isEnabledFor(logging.INFO):
                 for event in events:
                     _log_change(event)
 
@@ -201,9 +200,9 @@ class Daemon:
         await self.server.stop(grace)
         for task in self.tasks:
             task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for outcome in await asyncio.gather(*self.tasks, return_exceptions=True):
+            if not isinstance(outcome, asyncio.CancelledError | None):
+                log.error("a background task had failed: %r", outcome)
         await self.core.heartbeats.flush(self.core.writer)
         await self.core.writer.close()
         self.core.reader.close()
@@ -239,7 +238,7 @@ def _bind(
 
 def _log_change(event: Event) -> None:
     before = event.from_state.value if event.from_state else "new"
-    changes.info(
+    change_log.info(
         "worker %s %s -> %s (revision %d)",
         event.worker.task_id,
         before,
@@ -276,7 +275,13 @@ def _figures(core: Core, service: WorkerService) -> FleetFigures:
 async def _prune_request_ids(writer: Writer, clock: Clock) -> None:
     while True:
         before_ms = clock.now_ms() - REQUEST_ID_RETENTION_MS
-        pruned = await writer.upkeep(functools.partial(Store.prune_requests, before_ms=before_ms))
-        if pruned:
-            log.info("forgot %d request ids older than 24h", pruned)
+        try:
+            pruned = await writer.upkeep(
+                functools.partial(Store.prune_requests, before_ms=before_ms)
+            )
+        except WorkerStateError as e:
+            log.warning("could not forget old request ids, will retry: %s", e)
+        else:
+            if pruned:
+                log.info("forgot %d request ids older than 24h", pruned)
         await asyncio.sleep(REQUEST_ID_PRUNE_INTERVAL_S)

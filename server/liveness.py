@@ -67,20 +67,26 @@ class Liveness:
     def start(self, serving_since_ms: int) -> None:
         """Begin tracking every live worker; ages count from `serving_since_ms` at the earliest."""
         self.serving_since_ms = serving_since_ms
-        self.track(self._view.newest_first())
-
-    def track(self, workers: Iterable[Worker]) -> None:
-        """Take note of changed workers silently: their change event already told watchers."""
-        now_ms = self._clock.now_ms()
-        for worker in workers:
-            if worker.state in LIVE_STATES:
-                self._levels[worker.task_id] = self.level(worker, now_ms)[1]
-                self._schedule(worker, now_ms)
-            else:
-                self._levels.pop(worker.task_id, None)
+        self._track(self._view.newest_first(), announce=False)
 
     def on_commit(self, events: list[Event]) -> None:
-        self.track(e.worker for e in events)
+        self._track((e.worker for e in events), announce=True)
+
+    def _track(self, workers: Iterable[Worker], announce: bool) -> None:
+        """Take note of changed workers. One that is (again) ASSIGNED or WORKING at a level
+        other than the one last announced (OK while it was not live) crossed a threshold:
+        say so. One that leaves those states is OK by definition; its event says enough."""
+        now_ms = self._clock.now_ms()
+        for worker in workers:
+            if worker.state not in LIVE_STATES:
+                self._levels.pop(worker.task_id, None)
+                continue
+            level = self.level(worker, now_ms)[1]
+            before = self._levels.get(worker.task_id, StaleLevel.OK)
+            self._levels[worker.task_id] = level
+            if announce and level is not before:
+                self._announce(worker, before, level, now_ms)
+            self._schedule(worker, now_ms)
 
     def on_beat(self, worker: Worker, now_ms: int) -> None:
         """A beat brings a stale worker back to OK at once."""

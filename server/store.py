@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .domain import Event, EventType, Worker, WorkerState
+from .domain import Event, EventType, StorageUnavailable, Worker, WorkerState
 
 # Marks the file as ours ("wSt1"), so a stranger's SQLite file is refused, not migrated.
 APPLICATION_ID = 0x77537431
@@ -209,7 +209,10 @@ class Store:
         try:
             _check_existing(path)
             # Created 0600: worker data is nobody else's business.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            try:
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            except OSError as e:
+                raise StoreError(f"cannot open {path} for writing: {e.strerror}") from None
             conn = _connect(path)
             conn.execute("PRAGMA journal_mode = WAL")
             # FULL: an acknowledged change survives a power cut, not only a crash.
@@ -369,11 +372,14 @@ class EventReader:
         """
         where = "revision > ? AND revision <= ?" + (" AND task_id = ?" if task_id else "")
         params = (after_revision, upto, task_id) if task_id else (after_revision, upto)
-        rows = self._conn().execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY revision LIMIT ?",
-            (*params, limit),
-        )
-        return [_event_from_row(row) for row in rows]
+        try:
+            rows = self._conn().execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY revision LIMIT ?",
+                (*params, limit),
+            )
+            return [_event_from_row(row) for row in rows]
+        except sqlite3.Error as e:
+            raise StorageUnavailable(f"the event log could not be read ({e})") from None
 
     def compaction_cutoff(self, head: int, keep_events: int, before_ms: int) -> int:
         """The oldest revision to keep: events below it are both older than `before_ms` and

@@ -48,6 +48,8 @@ class Watch:
 
     async def responses(self) -> AsyncIterator[pb.WatchStateResponse]:
         hub = self._core.hub
+        # Before the snapshot: a crossing announced while it is sent must not be skipped.
+        liveness_seq = hub.liveness_next if self._query.liveness else None
         if self._query.send_initial_state:
             # Taken without awaiting, so the workers are exactly those as of `revision`.
             revision = self._core.view.head
@@ -57,7 +59,6 @@ class Watch:
             next_revision = revision + 1
         else:
             next_revision = self._query.start_revision or hub.head + 1
-        liveness_seq = hub.liveness_next if self._query.liveness else None
         while True:
             events = await self._events_from(next_revision)
             upto = events[-1][0].revision if events else next_revision - 1
@@ -74,7 +75,9 @@ class Watch:
             progress = self._progress_due()
             if progress is not None and progress <= 0:
                 self._last_sent = time.monotonic()
-                yield pb.WatchStateResponse(progress=pb.Progress(revision=next_revision - 1))
+                # Never a revision that does not exist yet (a watch may start in the future).
+                reached = min(next_revision - 1, hub.head)
+                yield pb.WatchStateResponse(progress=pb.Progress(revision=reached))
                 continue
             if events or changes:
                 continue  # filtered out; look for more before waiting

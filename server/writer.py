@@ -140,6 +140,12 @@ class Writer:
                 f"the database could not commit ({e}); nothing was written, retry later"
             )
             events, outcomes = [], [error] * len(group)
+        except Exception:
+            # A bug, not a storage fault: keep the writer alive and the file consistent.
+            log.exception("the writer failed on a group of %d jobs; rolled back", len(group))
+            self._roll_back(head_before)
+            error = StorageUnavailable("internal error in the writer; nothing was written")
+            events, outcomes = [], [error] * len(group)
         if self._observe is not None:
             self._observe(len(group), time.perf_counter() - started)
         assert self._loop is not None

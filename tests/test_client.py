@@ -345,3 +345,24 @@ def test_thread_safety_of_the_blocking_client(client):
     with ThreadPoolExecutor(8) as pool:
         states = list(pool.map(lambda t: client.heartbeat(t), task_ids))
     assert states == [W.ASSIGNED] * 20
+
+
+def test_closing_a_watch_ends_its_iteration(client):
+    worker = new(client)
+    watch = client.watch(start_revision=worker.revision)
+    assert next(watch).revision == worker.revision
+    watch.close()
+    assert list(watch) == []  # ends instead of raising or hanging
+
+
+def test_on_end_may_call_the_blocking_client(client):
+    worker = new(client)
+    seen: list[str] = []
+
+    def on_end(state: WorkerState | None) -> None:
+        seen.append(client.get(worker.task_id).state.value)  # would deadlock on the loop
+
+    with client.heartbeater(worker.task_id, interval=0.1, on_end=on_end) as beats:
+        wait_until(lambda: beats.state is W.ASSIGNED)
+        client.fail(worker.task_id)
+        wait_until(lambda: seen == ["FAILED"], timeout=5)

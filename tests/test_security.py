@@ -265,3 +265,27 @@ def test_socket_mode_is_configurable(make_daemon, tmp_path):
     daemon = make_daemon("--socket-mode", "0660", listen=f"unix:{socket}")
     assert socket.stat().st_mode & 0o777 == 0o660
     assert pb_grpc.WorkerServiceStub(daemon.channel).ListWorkers(pb.ListWorkersRequest())
+
+
+def test_a_refused_heartbeater_says_why_and_ends(make_daemon, tokens):
+    daemon = make_daemon("--token-file", str(tokens))
+    with WorkerClient(daemon.address, security=Security(token="s3cret-writer")) as writer:
+        writer.create("hb", branch="b", worktree="w")
+    with WorkerClient(daemon.address, security=Security(token="s3cret-reader")) as reader:
+        with reader.heartbeater("hb", interval=0.1) as beats:
+            assert beats.ended.wait(5)
+        assert isinstance(beats._heartbeater.error, PermissionDenied)
+
+
+def test_cli_reports_an_unreadable_tls_file(tmp_path):
+    workerstate = __import__("pathlib").Path(sys.executable).with_name("workerstate")
+    result = subprocess.run(
+        [str(workerstate), "ls", "--tls-ca", str(tmp_path / "nope.pem")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr == f"error: cannot read {tmp_path / 'nope.pem'}: No such file or directory\n"
+    )

@@ -327,3 +327,29 @@ def test_snapshot_and_start_revision_together_are_refused(stub):
     code, _, bad = details(watcher.ended())
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in bad.field_violations] == ["start_revision"]
+
+
+def test_a_worker_that_becomes_live_again_announces_its_level(make_daemon):
+    daemon = make_daemon("--warn-after", "100ms", "--stale-after", "200ms", "--dead-after", "300ms")
+    create(daemon.stub, "back")
+    daemon.stub.Heartbeat(pb.HeartbeatRequest(task_id="back"))
+    for to in (S.WORKER_STATE_WORKING, S.WORKER_STATE_IN_REVIEW):
+        state = daemon.stub.GetWorker(pb.GetWorkerRequest(task_id="back")).worker.state
+        daemon.stub.Transition(pb.TransitionRequest(task_id="back", from_state=state, to_state=to))
+    time.sleep(0.5)  # long in review: its last beat is old
+    watcher = Watcher(daemon.stub, liveness=True, task_ids=["back"])
+    time.sleep(0.2)
+    daemon.stub.Transition(
+        pb.TransitionRequest(
+            task_id="back", from_state=S.WORKER_STATE_IN_REVIEW, to_state=S.WORKER_STATE_WORKING
+        )
+    )
+    wait_until(lambda: len(watcher.events) >= 2)
+    watcher.close()
+    moved, announced = watcher.events[:2]
+    assert moved.type == pb.EVENT_TYPE_STATE_CHANGED
+    assert announced.type == pb.EVENT_TYPE_LIVENESS_CHANGED
+    assert (announced.from_stale_level, announced.worker.stale_level) == (
+        pb.STALE_LEVEL_OK,
+        pb.STALE_LEVEL_DEAD,
+    )

@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed
 NODE    = tests/polyglot/node_modules/.package-lock.json
 BUF     = tests/polyglot/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck proto clean bench-watch soak
+.PHONY: run test lint typecheck proto clean bench bench-quick bench-peers bench-watch soak
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("workerstate needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -48,6 +48,18 @@ typecheck: $(STAMP)
 ## proto: regenerate the committed bindings in protos/workerstate/v1/
 proto: $(STAMP)
 	$(PY) protos/generate.py
+
+## bench: every workload, every system (floor, workerstate, direct SQLite, etcd); < 15 min
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+## bench-quick: W1 at N=64 and W3 for every system, in about a minute
+bench-quick: $(STAMP)
+	$(PY) bench/run.py --quick
+
+## bench-peers: install etcd (the peer system) and its protos from Debian
+bench-peers:
+	apt-get install -y etcd-server golang-etcd-server-dev
 
 ## bench-watch: W5 watch fan-out, 100 watchers at 200 transitions/s and 1,000 at 5/s
 bench-watch: $(STAMP)

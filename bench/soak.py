@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from daemon import READY
+from servers import READY
 from workerstate.client import (
     AsyncWorkerClient,
     RetryPolicy,

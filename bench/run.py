@@ -1,0 +1,642 @@
+"""`make bench`: workerstate side by side with the gRPC floor, the original design and etcd.
+
+    python bench/run.py            # every workload (under 15 minutes)
+    python bench/run.py --quick    # W1 at N=64 and W3, every system (under a minute)
+
+Each system is started here, driven by asyncio clients (two client processes where one
+would be the bottleneck), measured (throughput, latency percentiles, errors, the server's
+CPU per operation and peak RSS), and stopped. The table is printed and written to
+bench/results/latest.json and latest.md. Every acknowledged write is durable: the daemon
+runs with its default settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import sqlite3
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import etcd_bindings
+from servers import BenchDaemon, Etcd, Floor, Server
+from workerstate.v1 import workerstate_pb2 as pb
+from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
+
+RESULTS = Path(__file__).resolve().parent / "results"
+S = pb.WorkerState
+FLIP = {
+    S.WORKER_STATE_WORKING: S.WORKER_STATE_IN_REVIEW,
+    S.WORKER_STATE_IN_REVIEW: S.WORKER_STATE_WORKING,
+}
+Op = Callable[[], Awaitable[bool]]  # True: success, False: a conflict; raises on error
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    ok: int = 0
+    conflicts: int = 0
+    errors: int = 0
+
+
+# -- operations, one factory per (workload, system); each runs in a client process ----------
+
+
+async def floor_unary(address: str, index: int) -> Op:
+    call = grpc.aio.insecure_channel(address).unary_unary("/floor.Floor/Unary")
+
+    async def op() -> bool:
+        await call(b"")
+        return True
+
+    return op
+
+
+async def floor_bidi(address: str, index: int) -> Op:
+    stream = grpc.aio.insecure_channel(address).stream_stream("/floor.Floor/Bidi")()
+
+    async def op() -> bool:
+        await stream.write(b"")
+        await stream.read()
+        return True
+
+    return op
+
+
+async def ws_transition(address: str, index: int) -> Op:
+    stub = pb_grpc.WorkerServiceStub(grpc.aio.insecure_channel(address))
+    task_id = f"w1-{index}"
+    state = (await stub.GetWorker(pb.GetWorkerRequest(task_id=task_id))).worker.state
+
+    async def op() -> bool:
+        nonlocal state
+        to = FLIP[state]
+        await stub.Transition(pb.TransitionRequest(task_id=task_id, from_state=state, to_state=to))
+        state = to
+        return True
+
+    return op
+
+
+async def ws_contended(address: str, index: int) -> Op:
+    stub = pb_grpc.WorkerServiceStub(grpc.aio.insecure_channel(address))
+    task_id = f"w1-{index % 4}"
+
+    async def op() -> bool:
+        state = (await stub.GetWorker(pb.GetWorkerRequest(task_id=task_id))).worker.state
+        try:
+            await stub.Transition(
+                pb.TransitionRequest(task_id=task_id, from_state=state, to_state=FLIP[state])
+            )
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.ABORTED:
+                return False
+            raise
+        return True
+
+    return op
+
+
+async def ws_heartbeat(address: str, index: int) -> Op:
+    stub = pb_grpc.WorkerServiceStub(grpc.aio.insecure_channel(address))
+    request = pb.HeartbeatRequest(task_id=f"w1-{index}")
+
+    async def op() -> bool:
+        await stub.Heartbeat(request)
+        return True
+
+    return op
+
+
+async def ws_stream_heartbeat(address: str, index: int) -> Op:
+    stub = pb_grpc.WorkerServiceStub(grpc.aio.insecure_channel(address))
+    stream = stub.StreamHeartbeats()
+    request = pb.HeartbeatRequest(task_id=f"w1-{index}")
+
+    async def op() -> bool:
+        await stream.write(request)
+        await stream.read()
+        return True
+
+    return op
+
+
+async def ws_get(address: str, index: int) -> Op:
+    stub = pb_grpc.WorkerServiceStub(grpc.aio.insecure_channel(address))
+    request = pb.GetWorkerRequest(task_id=f"w1-{index % 10_000}")
+
+    async def op() -> bool:
+        await stub.GetWorker(request)
+        return True
+
+    return op
+
+
+async def ws_list(address: str, index: int) -> Op:
+    stub = pb_grpc.WorkerServiceStub(grpc.aio.insecure_channel(address))
+    request = pb.ListWorkersRequest(page_size=100)
+
+    async def op() -> bool:
+        await stub.ListWorkers(request)
+        return True
+
+    return op
+
+
+def _etcd(address: str) -> tuple[Any, Any]:
+    rpc, stubs = etcd_bindings.load()
+    return rpc, stubs
+
+
+async def etcd_txn(address: str, index: int, contended: bool = False) -> Op:
+    """Compare mod_revision, then put: one Txn per op, like one Transition. Uncontended, the
+    client knows the key's revision from its last Txn; contended, it reads it first, as the
+    workerstate client reads the state first."""
+    rpc, stubs = _etcd(address)
+    kv = stubs.KVStub(grpc.aio.insecure_channel(address))
+    key = f"w1-{index % 4 if contended else index}".encode()
+    flip = {b"WORKING": b"IN_REVIEW", b"IN_REVIEW": b"WORKING"}
+    got = (await kv.Range(rpc.RangeRequest(key=key))).kvs[0]
+    revision, value = got.mod_revision, got.value
+
+    async def op() -> bool:
+        nonlocal revision, value
+        if contended:
+            got = (await kv.Range(rpc.RangeRequest(key=key))).kvs[0]
+            revision, value = got.mod_revision, got.value
+        compare = rpc.Compare(
+            key=key, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision
+        )
+        put = rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=flip[value]))
+        response = await kv.Txn(rpc.TxnRequest(compare=[compare], success=[put]))
+        if response.succeeded:
+            revision, value = response.header.revision, flip[value]
+        return bool(response.succeeded)
+
+    return op
+
+
+async def etcd_txn_contended(address: str, index: int) -> Op:
+    return await etcd_txn(address, index, contended=True)
+
+
+async def etcd_keepalive(address: str, index: int) -> Op:
+    rpc, stubs = _etcd(address)
+    channel = grpc.aio.insecure_channel(address)
+    lease = await stubs.LeaseStub(channel).LeaseGrant(rpc.LeaseGrantRequest(TTL=60))
+    stream = stubs.LeaseStub(channel).LeaseKeepAlive()
+    request = rpc.LeaseKeepAliveRequest(ID=lease.ID)
+
+    async def op() -> bool:
+        await stream.write(request)
+        await stream.read()
+        return True
+
+    return op
+
+
+FACTORIES: dict[str, Callable[[str, int], Awaitable[Op]]] = {
+    f.__name__: f
+    for f in (
+        floor_unary,
+        floor_bidi,
+        ws_transition,
+        ws_contended,
+        ws_heartbeat,
+        ws_stream_heartbeat,
+        ws_get,
+        ws_list,
+        etcd_txn,
+        etcd_txn_contended,
+        etcd_keepalive,
+    )
+}
+
+
+def client_process(
+    factory: str, address: str, indices: list[int], warmup: float, seconds: float, out: Any
+) -> None:
+    async def main() -> list[Tally]:
+        ops = [await FACTORIES[factory](address, i) for i in indices]
+        tallies = [Tally() for _ in ops]
+        start = time.perf_counter() + warmup
+        end = start + seconds
+
+        async def loop(op: Op, tally: Tally) -> None:
+            while (began := time.perf_counter()) < end:
+                try:
+                    ok = await op()
+                except grpc.aio.AioRpcError:
+                    tally.errors += began >= start
+                    continue
+                if began >= start:
+                    tally.latencies.append((time.perf_counter() - began) * 1000)
+                    tally.ok += ok
+                    tally.conflicts += not ok
+
+        await asyncio.gather(*(loop(op, t) for op, t in zip(ops, tallies, strict=True)))
+        return tallies
+
+    out.put(asyncio.run(main()))
+
+
+def drive(
+    factory: str, address: str, clients: int, seconds: float, processes: int = 2
+) -> list[Tally]:
+    processes = min(processes, clients)
+    out: Any = mp.Queue()
+    shares = [list(range(p, clients, processes)) for p in range(processes)]
+    procs = [
+        mp.Process(target=client_process, args=(factory, address, s, 1.0, seconds, out))
+        for s in shares
+    ]
+    for proc in procs:
+        proc.start()
+    tallies = [t for _ in procs for t in out.get(timeout=seconds + 120)]
+    for proc in procs:
+        proc.join(30)
+    return tallies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def row(
+    workload: str,
+    system: str,
+    params: dict[str, Any],
+    tallies: list[Tally],
+    seconds: float,
+    server: Server | None,
+    cpu: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    latencies = [x for t in tallies for x in t.latencies]
+    ops = sum(t.ok for t in tallies)
+    return {
+        "workload": workload,
+        "system": system,
+        "params": params,
+        "ops_per_s": round(ops / seconds),
+        "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "p999_ms": round(percentile(latencies, 0.999), 2),
+        "errors": sum(t.errors for t in tallies),
+        "server_cpu_ms_per_op": round(cpu * 1000 / ops, 3) if ops and server else None,
+        "rss_mb": round(server.peak_rss_mb(), 1) if server else None,
+        **extra,
+    }
+
+
+def measured(
+    workload: str,
+    system: str,
+    server: Server,
+    factory: str,
+    clients: int,
+    seconds: float,
+    **params: Any,
+) -> dict[str, Any]:
+    cpu = server.cpu_seconds()
+    tallies = drive(factory, server.address, clients, seconds)
+    cpu = server.cpu_seconds() - cpu  # includes the 1 s warm-up: a slight overcount
+    extra: dict[str, Any] = {}
+    if any(t.conflicts for t in tallies):
+        per_client = [t.ok for t in tallies]
+        extra = {
+            "conflicts_per_s": round(sum(t.conflicts for t in tallies) / seconds),
+            "max_ms": round(max(x for t in tallies for x in t.latencies), 1),
+            "slowest_vs_fastest": round(min(per_client) / max(max(per_client), 1), 2),
+        }
+    return row(
+        workload,
+        system,
+        {"N": clients, **params},
+        tallies,
+        seconds,
+        server,
+        cpu * seconds / (seconds + 1.0),
+        **extra,
+    )
+
+
+# -- setup ----------------------------------------------------------------------------------
+
+
+async def ws_setup(address: str, workers: int) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.WorkerServiceStub(channel)
+
+        async def one(i: int) -> None:
+            await stub.CreateWorker(
+                pb.CreateWorkerRequest(task_id=f"w1-{i}", branch="b", worktree="w")
+            )
+            await stub.Transition(
+                pb.TransitionRequest(
+                    task_id=f"w1-{i}",
+                    from_state=S.WORKER_STATE_ASSIGNED,
+                    to_state=S.WORKER_STATE_WORKING,
+                )
+            )
+
+        for start in range(0, workers, 64):
+            await asyncio.gather(*(one(i) for i in range(start, min(workers, start + 64))))
+
+
+async def etcd_setup(address: str, keys: int) -> None:
+    rpc, stubs = etcd_bindings.load()
+    async with grpc.aio.insecure_channel(address) as channel:
+        kv = stubs.KVStub(channel)
+        for i in range(keys):
+            await kv.Put(rpc.PutRequest(key=f"w1-{i}".encode(), value=b"WORKING"))
+
+
+def skipped(workload: str, system: str, why: str) -> dict[str, Any]:
+    return {"workload": workload, "system": system, "params": {}, "skipped": why}
+
+
+# -- the original design: N processes sharing one SQLite file --------------------------------
+
+
+def direct_client(
+    path: str, index: int, contended: bool, warmup: float, seconds: float, out: Any
+) -> None:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+    conn.execute("PRAGMA synchronous = FULL")
+    task_id = f"w1-{index % 4 if contended else index}"
+    tally = Tally()
+    start = time.perf_counter() + warmup
+    end = start + seconds
+    while (began := time.perf_counter()) < end:
+        try:
+            believed = conn.execute(
+                "SELECT state FROM workers WHERE task_id = ?", (task_id,)
+            ).fetchone()[0]
+            conn.execute("BEGIN IMMEDIATE")
+            state = conn.execute(
+                "SELECT state FROM workers WHERE task_id = ?", (task_id,)
+            ).fetchone()[0]
+            ok = state == believed
+            if ok:
+                to = "IN_REVIEW" if state == "WORKING" else "WORKING"
+                conn.execute(
+                    "UPDATE workers SET state = ?, state_changed_at_ms = ? WHERE task_id = ?",
+                    (to, int(time.time() * 1000), task_id),
+                )
+                conn.execute(
+                    "INSERT INTO events (type, task_id, state, from_state, reason, "
+                    "time_ms, branch, worktree, created_at_ms) VALUES "
+                    "('STATE_CHANGED', ?, ?, ?, '', ?, 'b', 'w', 0)",
+                    (task_id, to, state, int(time.time() * 1000)),
+                )
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError:  # SQLITE_BUSY after the 5 s timeout
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            tally.errors += began >= start
+            continue
+        if began >= start:
+            tally.latencies.append((time.perf_counter() - began) * 1000)
+            tally.ok += ok
+            tally.conflicts += not ok
+    out.put(tally)
+
+
+def direct(workload: str, clients: int, seconds: float, contended: bool) -> dict[str, Any]:
+    # The file is made by the daemon (same schema), then served by nobody: every worker
+    # process opens it, as the seed did.
+    daemon = BenchDaemon()
+    asyncio.run(ws_setup(daemon.address, 4 if contended else clients))
+    db, folder = daemon.db, daemon.tmp
+    daemon.proc.terminate()
+    daemon.proc.wait(30)
+    out: Any = mp.Queue()
+    procs = [
+        mp.Process(target=direct_client, args=(str(db), i, contended, 1.0, seconds, out))
+        for i in range(clients)
+    ]
+    for proc in procs:
+        proc.start()
+    tallies = [out.get(timeout=seconds + 120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    daemon.tmp = folder
+    daemon.stop()
+    extra: dict[str, Any] = {}
+    if contended:
+        per_client = [t.ok for t in tallies]
+        extra = {
+            "conflicts_per_s": round(sum(t.conflicts for t in tallies) / seconds),
+            "max_ms": round(max(x for t in tallies for x in t.latencies), 1),
+            "slowest_vs_fastest": round(min(per_client) / max(max(per_client), 1), 2),
+        }
+    return row(workload, "direct SQLite", {"N": clients}, tallies, seconds, None, 0.0, **extra)
+
+
+# -- workloads --------------------------------------------------------------------------------
+
+
+def w1(sizes: list[int], seconds: float, peers: bool) -> list[dict[str, Any]]:
+    rows = []
+    floor = Floor()
+    rows += [measured("W1 transitions", "floor", floor, "floor_unary", n, seconds) for n in sizes]
+    floor.stop()
+    daemon = BenchDaemon()
+    asyncio.run(ws_setup(daemon.address, max(sizes)))
+    rows += [
+        measured("W1 transitions", "workerstate", daemon, "ws_transition", n, seconds)
+        for n in sizes
+    ]
+    daemon.stop()
+    rows += [direct("W1 transitions", n, seconds, contended=False) for n in sizes]
+    rows += etcd_rows("W1 transitions", "etcd_txn", sizes, seconds, peers)
+    return rows
+
+
+def etcd_rows(
+    workload: str, factory: str, sizes: list[int], seconds: float, peers: bool
+) -> list[dict[str, Any]]:
+    if not (peers and Etcd.available() and etcd_bindings.available()):
+        return [skipped(workload, "etcd", f"etcd not installed: {etcd_bindings.INSTALL}")]
+    etcd = Etcd()
+    try:
+        asyncio.run(etcd_setup(etcd.address, max(sizes)))
+        return [measured(workload, "etcd", etcd, factory, n, seconds) for n in sizes]
+    finally:
+        etcd.stop()
+
+
+def w2(seconds: float, peers: bool) -> list[dict[str, Any]]:
+    daemon = BenchDaemon()
+    asyncio.run(ws_setup(daemon.address, 4))
+    rows = [measured("W2 contended", "workerstate", daemon, "ws_contended", 16, seconds)]
+    daemon.stop()
+    rows.append(direct("W2 contended", 16, seconds, contended=True))
+    rows += etcd_rows("W2 contended", "etcd_txn_contended", [16], seconds, peers)
+    return rows
+
+
+def w3(seconds: float, peers: bool) -> list[dict[str, Any]]:
+    floor = Floor()
+    rows = [
+        measured("W3 heartbeats unary", "floor", floor, "floor_unary", 64, seconds),
+        measured("W3 heartbeats stream", "floor", floor, "floor_bidi", 64, seconds),
+    ]
+    floor.stop()
+    daemon = BenchDaemon()
+    asyncio.run(ws_setup(daemon.address, 64))
+    rows += [
+        measured("W3 heartbeats unary", "workerstate", daemon, "ws_heartbeat", 64, seconds),
+        measured("W3 heartbeats stream", "workerstate", daemon, "ws_stream_heartbeat", 64, seconds),
+    ]
+    daemon.stop()
+    rows += etcd_rows("W3 heartbeats stream", "etcd_keepalive", [64], seconds, peers)
+    return rows
+
+
+def w4(seconds: float) -> list[dict[str, Any]]:
+    daemon = BenchDaemon()
+    asyncio.run(ws_setup(daemon.address, 10_000))
+    idle = measured("W4 reads idle", "workerstate", daemon, "ws_get", 4, seconds)
+    load = mp.Process(target=drive, args=("ws_transition", daemon.address, 16, seconds + 3, 1))
+    load.start()
+    time.sleep(1.5)
+    busy = measured("W4 reads under W1 N=16", "workerstate", daemon, "ws_get", 4, seconds)
+    listing = measured("W4 ListWorkers page 100", "workerstate", daemon, "ws_list", 4, seconds)
+    load.join(seconds + 60)
+    daemon.stop()
+    busy["p99_vs_idle"] = round(busy["p99_ms"] / idle["p99_ms"], 2)
+    return [idle, busy, listing]
+
+
+def w6(seconds: float) -> list[dict[str, Any]]:
+    """100,000 workers and 1,000,000 events, written straight into a daemon-made file."""
+    daemon = BenchDaemon()
+    db, folder = daemon.db, daemon.tmp
+    daemon.proc.terminate()
+    daemon.proc.wait(30)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN")
+    now = int(time.time() * 1000)
+    conn.executemany(
+        "INSERT INTO events (revision, type, task_id, state, from_state, reason, time_ms, "
+        "branch, worktree, description, created_at_ms) VALUES (?, 'STATE_CHANGED', ?, "
+        "'WORKING', 'ASSIGNED', '', ?, 'b', 'w', NULL, ?)",
+        ((r, f"big-{r % 100_000}", now, now) for r in range(1, 1_000_001)),
+    )
+    conn.executemany(
+        "INSERT INTO workers VALUES (?, 'WORKING', 'b', 'w', NULL, ?, ?, ?)",
+        ((f"big-{i}", now, now, 900_001 + i) for i in range(100_000)),
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    size_mb = db.stat().st_size / 2**20
+    began = time.perf_counter()
+    big = BenchDaemon(db=db)
+    startup = time.perf_counter() - began
+    asyncio.run(ws_setup(big.address, 16))
+    result = measured(
+        "W6 100k workers, 1M events", "workerstate", big, "ws_transition", 16, seconds
+    )
+    big.stop()
+    daemon.tmp = folder
+    daemon.stop()
+    result.update(startup_s=round(startup, 2), file_mb=round(size_mb))
+    return [result]
+
+
+def w5(quick: bool) -> list[dict[str, Any]]:
+    from watch_fanout import run as fanout
+
+    rows = []
+    for watchers, rate in ((100, 200.0), (1000, 5.0)):
+        r = fanout(watchers, rate, 5 if quick else 10, 2)
+        rows.append(
+            {
+                "workload": "W5 watch fan-out",
+                "system": "workerstate",
+                "params": {"watchers": watchers, "rate": rate},
+                "ops_per_s": r["deliveries_per_s"],
+                "p50_ms": r["p50_ms"],
+                "p99_ms": r["p99_ms"],
+                "p999_ms": None,
+                "errors": 0,
+                "server_cpu_ms_per_op": None,
+                "rss_mb": r["rss_mb"],
+                "every_event_delivered": r["every_event_delivered"],
+            }
+        )
+    return rows
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+COLUMNS = (
+    "workload",
+    "system",
+    "params",
+    "ops_per_s",
+    "p50_ms",
+    "p99_ms",
+    "p999_ms",
+    "errors",
+    "server_cpu_ms_per_op",
+    "rss_mb",
+)
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " | notes |", "|" + "---|" * (len(COLUMNS) + 1)]
+    for r in rows:
+        notes = r.get("skipped") or ", ".join(f"{k}={v}" for k, v in r.items() if k not in COLUMNS)
+        cells = [json.dumps(r[c]) if c == "params" else str(r.get(c, "")) for c in COLUMNS]
+        lines.append("| " + " | ".join(cells) + f" | {notes} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="W1 at N=64 and W3 only")
+    parser.add_argument("--seconds", type=float, default=None, help="measured time per row")
+    parser.add_argument("--no-peers", action="store_true", help="skip etcd")
+    args = parser.parse_args()
+    seconds = args.seconds or (3.0 if args.quick else 8.0)
+    peers = not args.no_peers
+    rows: list[dict[str, Any]] = []
+    steps: list[Callable[[], list[dict[str, Any]]]] = [
+        lambda: w1([64] if args.quick else [1, 16, 64], seconds, peers),
+        lambda: w3(seconds, peers),
+    ]
+    if not args.quick:
+        steps += [
+            lambda: w2(seconds, peers),
+            lambda: w4(seconds),
+            lambda: w5(False),
+            lambda: w6(seconds),
+        ]
+    for step in steps:
+        new = step()
+        for r in new:
+            print(json.dumps(r), flush=True)
+        rows += new
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (RESULTS / "latest.md").write_text(markdown(rows))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .handlers import behaviour, handler_like, streams_responses
+
 # Latency buckets from 250 µs (an in-memory read) to 10 s (a deadline).
 RPC_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 10)
 COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
@@ -165,31 +167,22 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return None
         method = details.method.rsplit("/", 1)[-1]
         observe = self._observe
-        if handler.unary_unary or handler.stream_unary:
-            inner = handler.unary_unary or handler.stream_unary
+        inner = behaviour(handler)
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                start, error = time.perf_counter(), None
-                try:
-                    return await inner(request, context)
-                except BaseException as e:
-                    error = e
-                    raise
-                finally:
-                    observe(method, context, start, error)
-
-            make = (
-                grpc.unary_unary_rpc_method_handler
-                if handler.unary_unary
-                else grpc.stream_unary_rpc_method_handler
-            )
-            return make(unary, handler.request_deserializer, handler.response_serializer)
-        inner_stream = handler.unary_stream or handler.stream_stream
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            start, error = time.perf_counter(), None
+            try:
+                return await inner(request, context)
+            except BaseException as e:
+                error = e
+                raise
+            finally:
+                observe(method, context, start, error)
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             start, error = time.perf_counter(), None
             try:
-                async for response in inner_stream(request, context):
+                async for response in inner(request, context):
                     yield response
             except BaseException as e:
                 error = e
@@ -197,12 +190,7 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             finally:
                 observe(method, context, start, error)
 
-        make = (
-            grpc.unary_stream_rpc_method_handler
-            if handler.unary_stream
-            else grpc.stream_stream_rpc_method_handler
-        )
-        return make(streaming, handler.request_deserializer, handler.response_serializer)
+        return handler_like(handler, streaming if streams_responses(handler) else unary)
 
 
 def _code_of(error: BaseException) -> grpc.StatusCode:

@@ -18,6 +18,7 @@ import grpc
 
 from .domain import PermissionDenied, Unauthenticated, WorkerStateError
 from .errors import to_status
+from .handlers import handler_like
 
 # Calls a read-only token may make; everything else changes state.
 READ_ONLY_METHODS = frozenset({"GetWorker", "ListWorkers", "WatchState", "ListEvents"})
@@ -138,12 +139,4 @@ def _refusal(handler: grpc.RpcMethodHandler, error: WorkerStateError) -> grpc.Rp
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort_with_status(status)
 
-    if handler.unary_unary:
-        make = grpc.unary_unary_rpc_method_handler
-    elif handler.unary_stream:
-        make = grpc.unary_stream_rpc_method_handler
-    elif handler.stream_unary:
-        make = grpc.stream_unary_rpc_method_handler
-    else:
-        make = grpc.stream_stream_rpc_method_handler
-    return make(refuse, handler.request_deserializer, handler.response_serializer)
+    return handler_like(handler, refuse)

@@ -22,6 +22,18 @@ READY = re.compile(r"serving workerstate\.v1\.WorkerService on (\S+)")
 _ids = itertools.count()
 
 
+def serve_once(
+    db: object, *args: str, listen: str = "127.0.0.1:0"
+) -> subprocess.CompletedProcess[str]:
+    """Run the daemon expecting it to refuse to start; returns its exit code and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "workerstate.server", "--db", str(db), "--listen", listen, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def unique(prefix: str = "t") -> str:
     """A task id no other test uses, so tests can share one daemon."""
     return f"{prefix}-{os.getpid()}-{next(_ids)}"

@@ -7,14 +7,13 @@ import random
 import socket
 import struct
 import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import pytest
-from harness import DaemonProcess, create, details
+from harness import DaemonProcess, create, details, serve_once
 from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
@@ -108,20 +107,7 @@ def test_a_read_only_filesystem_is_refused_at_start(small_fs):
         create(daemon.stub, "before")
         assert daemon.stop() == 0
         subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
-        refused = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "workerstate.server",
-                "--db",
-                str(db),
-                "--listen",
-                "127.0.0.1:0",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        refused = serve_once(db)
         assert refused.returncode == 1
         assert "Traceback" not in refused.stderr
         assert str(db) in refused.stderr

@@ -8,7 +8,7 @@ import sys
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import details
+from harness import details, serve_once
 from workerstate.client import (
     PermissionDenied,
     RetryPolicy,
@@ -142,22 +142,7 @@ def test_tokens_are_required_checked_and_never_logged(make_daemon, tokens):
 def test_bad_token_files_are_refused_without_showing_secrets(tmp_path, content, problem):
     path = tmp_path / "tokens"
     path.write_text(content)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workerstate.server",
-            "--db",
-            str(tmp_path / "w.db"),
-            "--listen",
-            "127.0.0.1:0",
-            "--token-file",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = serve_once(tmp_path / "w.db", "--token-file", str(path))
     assert result.returncode == 1
     assert problem in result.stderr
     assert "Traceback" not in result.stderr
@@ -241,20 +226,7 @@ def test_cli_takes_token_and_tls_options(make_daemon, pki, tokens):
 
 def test_non_loopback_without_tls_or_tokens_is_refused(tmp_path):
     # Refused before anything is bound, so no port opens beyond loopback.
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workerstate.server",
-            "--db",
-            str(tmp_path / "w.db"),
-            "--listen",
-            "0.0.0.0:50999",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = serve_once(tmp_path / "w.db", listen="0.0.0.0:50999")
     assert result.returncode == 1
     assert "refusing to listen on 0.0.0.0:50999" in result.stderr
     assert "--insecure" in result.stderr

@@ -4,31 +4,11 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import subprocess
-import sys
 
-from harness import DaemonProcess, create
+from harness import DaemonProcess, create, serve_once
 from workerstate.v1 import workerstate_pb2 as pb
 
 S = pb.WorkerState
-
-
-def serve_fails(db, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "workerstate.server",
-            "--db",
-            str(db),
-            "--listen",
-            "127.0.0.1:0",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def all_events(stub) -> list[pb.WorkerEvent]:
@@ -80,7 +60,7 @@ def test_acknowledged_changes_survive_kill_9(make_daemon):
 
 def test_a_second_daemon_on_the_same_file_is_refused(make_daemon):
     first = make_daemon()
-    result = serve_fails(first.db)
+    result = serve_once(first.db)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -93,7 +73,7 @@ def test_a_garbage_file_is_refused_and_left_byte_for_byte(tmp_path):
     db = tmp_path / "notes.db"
     content = b"these are my notes, not a database\n" * 100
     db.write_bytes(content)
-    result = serve_fails(db)
+    result = serve_once(db)
     assert result.returncode == 1
     assert "not a workerstate database" in result.stderr and str(db) in result.stderr
     assert "Traceback" not in result.stderr
@@ -105,7 +85,7 @@ def test_another_programs_sqlite_file_is_refused_untouched(tmp_path):
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE mine (x)")
     content = db.read_bytes()
-    result = serve_fails(db)
+    result = serve_once(db)
     assert result.returncode == 1
     assert "another program" in result.stderr
     assert db.read_bytes() == content
@@ -119,7 +99,7 @@ def test_a_corrupt_database_is_refused_untouched(tmp_path):
     data = bytearray(db.read_bytes())
     data[100:4096] = b"\xff" * (4096 - 100)  # smash the schema page after the header
     db.write_bytes(bytes(data))
-    result = serve_fails(db)
+    result = serve_once(db)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert db.read_bytes() == bytes(data)
@@ -131,7 +111,7 @@ def test_a_file_from_a_newer_daemon_is_refused(tmp_path):
     assert daemon.stop() == 0
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA user_version = 99")
-    result = serve_fails(db)
+    result = serve_once(db)
     assert result.returncode == 1
     assert "newer" in result.stderr and "upgrade workerstate" in result.stderr
 
@@ -145,6 +125,6 @@ def test_database_file_is_private_and_in_wal_mode(make_daemon):
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
-    result = serve_fails(tmp_path / "nope" / "w.db")
+    result = serve_once(tmp_path / "nope" / "w.db")
     assert result.returncode == 1
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from workerstate.v1 import workerstate_pb2 as pb
@@ -64,6 +65,14 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
     def _worker(self, worker: Worker, now_ms: int) -> pb.Worker:
         return worker_message(worker, *self._core.liveness.level(worker, now_ms))
 
+    async def _apply(self, command: domain.Command) -> dict[str, Any]:
+        """Run a mutation; the fields every mutation's response carries."""
+        worker = await self._core.writer.execute(command)
+        return {
+            "worker": self._worker(worker, self._core.clock.now_ms()),
+            "revision": worker.revision,
+        }
+
     def _existing(self, task_id: str) -> Worker:
         worker = self._core.view.get(task_id)
         if worker is None:
@@ -76,29 +85,23 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
     async def CreateWorker(
         self, request: pb.CreateWorkerRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateWorkerResponse:
-        worker = await self._core.writer.execute(validate.create_worker(request))
-        now_ms = self._core.clock.now_ms()
-        return pb.CreateWorkerResponse(
-            worker=self._worker(worker, now_ms), revision=worker.revision
-        )
+        return pb.CreateWorkerResponse(**await self._apply(validate.create_worker(request)))
 
     @reported
     async def Transition(
         self, request: pb.TransitionRequest, context: grpc.aio.ServicerContext
     ) -> pb.TransitionResponse:
         command = validate.transition(request)
+        # Refused before queueing, as the seed does: an impossible pair costs the writer nothing
+        # (domain.apply checks it again, for callers that skip this layer).
         domain.check_transition(command.from_state, command.to_state)
-        worker = await self._core.writer.execute(command)
-        now_ms = self._core.clock.now_ms()
-        return pb.TransitionResponse(worker=self._worker(worker, now_ms), revision=worker.revision)
+        return pb.TransitionResponse(**await self._apply(command))
 
     @reported
     async def FailWorker(
         self, request: pb.FailWorkerRequest, context: grpc.aio.ServicerContext
     ) -> pb.FailWorkerResponse:
-        worker = await self._core.writer.execute(validate.fail_worker(request))
-        now_ms = self._core.clock.now_ms()
-        return pb.FailWorkerResponse(worker=self._worker(worker, now_ms), revision=worker.revision)
+        return pb.FailWorkerResponse(**await self._apply(validate.fail_worker(request)))
 
     # -- reads ----------------------------------------------------------------------------
 

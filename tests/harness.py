@@ -18,6 +18,17 @@ from grpc_status import rpc_status
 from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
+S = pb.WorkerState
+# Each state's moves forward and back (FailWorker aside), for tests that make random histories.
+NEXT = {
+    S.WORKER_STATE_ASSIGNED: [S.WORKER_STATE_WORKING],
+    S.WORKER_STATE_WORKING: [S.WORKER_STATE_IN_REVIEW, S.WORKER_STATE_CONFLICTED],
+    S.WORKER_STATE_CONFLICTED: [S.WORKER_STATE_IN_REVIEW, S.WORKER_STATE_WORKING],
+    S.WORKER_STATE_IN_REVIEW: [S.WORKER_STATE_APPROVED, S.WORKER_STATE_WORKING],
+    S.WORKER_STATE_APPROVED: [S.WORKER_STATE_COMPLETED, S.WORKER_STATE_WORKING],
+    S.WORKER_STATE_COMPLETED: [],
+    S.WORKER_STATE_FAILED: [S.WORKER_STATE_ASSIGNED],
+}
 READY = re.compile(r"serving workerstate\.v1\.WorkerService on (\S+)")
 _ids = itertools.count()
 

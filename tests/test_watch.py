@@ -13,19 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from harness import Watcher, create, details, wait_until
+from harness import NEXT, Watcher, create, details, wait_until
 from workerstate.v1 import workerstate_pb2 as pb
 
 S = pb.WorkerState
-NEXT = {
-    S.WORKER_STATE_ASSIGNED: [S.WORKER_STATE_WORKING],
-    S.WORKER_STATE_WORKING: [S.WORKER_STATE_IN_REVIEW, S.WORKER_STATE_CONFLICTED],
-    S.WORKER_STATE_CONFLICTED: [S.WORKER_STATE_IN_REVIEW, S.WORKER_STATE_WORKING],
-    S.WORKER_STATE_IN_REVIEW: [S.WORKER_STATE_APPROVED, S.WORKER_STATE_WORKING],
-    S.WORKER_STATE_APPROVED: [S.WORKER_STATE_COMPLETED, S.WORKER_STATE_WORKING],
-    S.WORKER_STATE_COMPLETED: [],
-    S.WORKER_STATE_FAILED: [S.WORKER_STATE_ASSIGNED],
-}
 
 
 def random_history(stub, writers: int, steps: int, seed: int, prefix: str = "h") -> None:

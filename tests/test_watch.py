@@ -126,9 +126,10 @@ def test_snapshot_then_live_rebuilds_the_exact_state_under_concurrent_writes(mak
 
 def test_filters_by_task_state_and_both(make_daemon):
     daemon = make_daemon()
-    by_task = Watcher(daemon.stub, task_ids=["a", "c"])
-    by_state = Watcher(daemon.stub, states=[S.WORKER_STATE_WORKING])
-    both = Watcher(daemon.stub, task_ids=["a"], states=[S.WORKER_STATE_WORKING])
+    # From revision 1, not "from now": a stream may open after the first write.
+    by_task = Watcher(daemon.stub, start_revision=1, task_ids=["a", "c"])
+    by_state = Watcher(daemon.stub, start_revision=1, states=[S.WORKER_STATE_WORKING])
+    both = Watcher(daemon.stub, start_revision=1, task_ids=["a"], states=[S.WORKER_STATE_WORKING])
     for task_id in "abc":
         create(daemon.stub, task_id)
         daemon.stub.Transition(
@@ -250,7 +251,7 @@ def test_liveness_crossings_and_back_to_ok(make_daemon):
 
 def test_liveness_is_only_sent_when_asked(make_daemon):
     daemon = make_daemon("--warn-after", "100ms", "--stale-after", "1h", "--dead-after", "2h")
-    plain = Watcher(daemon.stub)
+    plain = Watcher(daemon.stub, start_revision=1)
     create(daemon.stub, "w")
     time.sleep(0.4)
     plain.close()
@@ -294,7 +295,7 @@ def test_watch_resumes_across_restarts_and_kill_9(make_daemon):
 
 def test_watcher_cap_is_resource_exhausted(make_daemon):
     daemon = make_daemon("--max-watchers", "2")
-    first, second = Watcher(daemon.stub), Watcher(daemon.stub)
+    first, second = Watcher(daemon.stub, start_revision=1), Watcher(daemon.stub, start_revision=1)
     create(daemon.stub)
     wait_until(lambda: first.events and second.events)
     third = Watcher(daemon.stub)

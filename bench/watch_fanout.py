@@ -1,12 +1,13 @@
-"""Watch fan-out: N watchers while a writer commits R transitions/s; every watcher must get
-every event. Reports delivery latency (commit to receipt) and the daemon's RSS and CPU.
+"""Watch fan-out: N watchers while a writer commits R changes/s; every watcher must get every
+event. Reports delivery latency and the server's RSS and CPU, for workerstate or etcd.
 
     python bench/watch_fanout.py --watchers 100 --rate 200 --seconds 10
-    python bench/watch_fanout.py --watchers 1000 --rate 5 --seconds 10
+    python bench/watch_fanout.py --watchers 1000 --rate 5 --seconds 10 --system etcd
 
 Watchers run in separate processes (one Python process cannot read 1,000 streams fast enough
-to measure the daemon rather than itself). Latency is the receipt time minus the event's
-commit time, both from this machine's clock.
+to measure the server rather than itself). Latency is the receipt time minus the time the
+writer sent the change, which the change itself carries (a transition's `reason`, an etcd
+value): the same clock and the same span for both systems, from request to delivery.
 """
 
 from __future__ import annotations
@@ -18,21 +19,69 @@ import multiprocessing as mp
 import statistics
 import sys
 import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import BenchDaemon
+import etcd_bindings
+from servers import BenchDaemon, Etcd, Server
 from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
 STREAMS_PER_CHANNEL = 50
 S = pb.WorkerState
+SYSTEMS = ("workerstate", "etcd")
+ETCD_PREFIX, ETCD_END = b"fan/", b"fan0"  # every key under fan/
+
+# A watch yields (revision, the writer's send time in ms) for each event it receives.
+Changes = AsyncIterator[list[tuple[int, str]]]
 
 
-def watcher_process(address: str, count: int, start: int, last: mp.Value, out: mp.Queue) -> None:
-    """Run `count` watchers from `start`; report each one's revisions count and latencies."""
+def now_ms() -> str:
+    return f"{time.time() * 1000:.3f}"
+
+
+# -- one watch stream per system -------------------------------------------------------------
+
+
+async def workerstate_watch(channel: grpc.aio.Channel, start: int) -> Changes:
+    call = pb_grpc.WorkerServiceStub(channel).WatchState(pb.WatchStateRequest(start_revision=start))
+    try:
+        async for message in call:
+            yield [(e.revision, e.reason) for e in message.events]
+    finally:
+        call.cancel()
+
+
+async def etcd_watch(channel: grpc.aio.Channel, start: int) -> Changes:
+    rpc, stubs = etcd_bindings.load()
+    stream = stubs.WatchStub(channel).Watch()
+    create = rpc.WatchCreateRequest(key=ETCD_PREFIX, range_end=ETCD_END, start_revision=start)
+    try:
+        await stream.write(rpc.WatchRequest(create_request=create))
+        async for message in stream:
+            yield [(e.kv.mod_revision, e.kv.value.decode()) for e in message.events]
+    finally:
+        stream.cancel()
+
+
+WATCHES: dict[str, Callable[[grpc.aio.Channel, int], Changes]] = {
+    "workerstate": workerstate_watch,
+    "etcd": etcd_watch,
+}
+
+
+def watcher_process(
+    system: str, address: str, count: int, start: int, ready: Any, last: Any, out: mp.Queue
+) -> None:
+    """Run `count` watchers from `start`; report each one's revisions count and latencies.
+
+    The event at `start` is the warm-up: a watcher that has it is live, and counts in `ready`.
+    """
 
     async def main() -> None:
         channels = [
@@ -43,22 +92,25 @@ def watcher_process(address: str, count: int, start: int, last: mp.Value, out: m
         results: list[tuple[int, bool]] = []
 
         async def watch(i: int) -> None:
-            stub = pb_grpc.WorkerServiceStub(channels[i // STREAMS_PER_CHANNEL])
             expected = start
             in_order = True
-            stream = stub.WatchState(pb.WatchStateRequest(start_revision=start))
-            async for message in stream:
-                now_ms = time.time() * 1000
-                for event in message.events:
-                    if last.value and event.revision > last.value:
+            stream = WATCHES[system](channels[i // STREAMS_PER_CHANNEL], start)
+            async for changes in stream:
+                received = time.time() * 1000
+                for revision, sent in changes:
+                    if last.value and revision > last.value:
                         break  # the sentinel: everything measured has arrived
-                    in_order &= event.revision == expected
-                    expected = event.revision + 1
-                    latencies.append(now_ms - event.time.ToMilliseconds())
+                    in_order &= revision == expected
+                    expected = revision + 1
+                    if revision == start:
+                        with ready.get_lock():
+                            ready.value += 1
+                    else:
+                        latencies.append(received - float(sent))
                 else:
                     continue
                 break
-            stream.cancel()
+            await stream.aclose()
             results.append((expected - start, in_order))
 
         await asyncio.gather(*(watch(i) for i in range(count)))
@@ -69,61 +121,109 @@ def watcher_process(address: str, count: int, start: int, last: mp.Value, out: m
     asyncio.run(main())
 
 
-async def write(address: str, workers: list[str], rate: float, seconds: float) -> int:
-    """Open-loop transitions at `rate` per second; returns the last revision written."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = pb_grpc.WorkerServiceStub(channel)
-        states = dict.fromkeys(workers, S.WORKER_STATE_WORKING)
+# -- the writer, per system: setup, one change, and the sentinel -----------------------------
+
+
+class Writer(ABC):
+    """Open-loop changes at a fixed rate; each change carries its send time."""
+
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.aio.insecure_channel(address)
+
+    @abstractmethod
+    async def setup(self, keys: int) -> int:
+        """Create `keys` things to change; returns the revision watchers start after."""
+
+    @abstractmethod
+    async def change(self, n: int) -> int:
+        """Make the n-th change; returns its revision."""
+
+    @abstractmethod
+    async def sentinel(self) -> None:
+        """One more change, after the measured ones, that tells watchers to stop."""
+
+    async def run(self, rate: float, seconds: float) -> int:
+        """Changes at `rate` per second; returns the last revision written."""
         last = 0
         pending: set[asyncio.Task[None]] = set()
 
-        async def move(task_id: str) -> None:
+        async def one(n: int) -> None:
             nonlocal last
-            to = (
-                S.WORKER_STATE_IN_REVIEW
-                if states[task_id] == S.WORKER_STATE_WORKING
-                else S.WORKER_STATE_WORKING
-            )
-            from_state, states[task_id] = states[task_id], to
-            response = await stub.Transition(
-                pb.TransitionRequest(task_id=task_id, from_state=from_state, to_state=to)
-            )
-            last = max(last, response.revision)
+            last = max(last, await self.change(n))
 
         begin = time.monotonic()
         for n in range(int(rate * seconds)):
             await asyncio.sleep(max(0.0, begin + n / rate - time.monotonic()))
-            # Each worker moves at most once in flight, so its compare-and-set always holds.
-            task = asyncio.create_task(move(workers[n % len(workers)]))
+            task = asyncio.create_task(one(n))
             pending.add(task)
             task.add_done_callback(pending.discard)
         await asyncio.gather(*pending)
         return last
 
 
-async def sentinel(address: str) -> None:
-    """One more event, after the measured ones, that tells watchers to stop."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = pb_grpc.WorkerServiceStub(channel)
-        await stub.CreateWorker(pb.CreateWorkerRequest(task_id="end", branch="b", worktree="/w"))
-
-
-async def setup(address: str, n: int) -> tuple[list[str], int]:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = pb_grpc.WorkerServiceStub(channel)
-        workers = [f"fan-{i}" for i in range(n)]
-        for task_id in workers:
-            await stub.CreateWorker(
+class WorkerstateWriter(Writer):
+    async def setup(self, keys: int) -> int:
+        self.stub = pb_grpc.WorkerServiceStub(self.channel)
+        self.workers = [f"fan-{i}" for i in range(keys)]
+        self.states = dict.fromkeys(self.workers, S.WORKER_STATE_WORKING)
+        revision = 0
+        for task_id in self.workers:
+            await self.stub.CreateWorker(
                 pb.CreateWorkerRequest(task_id=task_id, branch="b", worktree="/w")
             )
-            response = await stub.Transition(
+            response = await self.stub.Transition(
                 pb.TransitionRequest(
                     task_id=task_id,
                     from_state=S.WORKER_STATE_ASSIGNED,
                     to_state=S.WORKER_STATE_WORKING,
                 )
             )
-        return workers, response.revision
+            revision = response.revision
+        return revision
+
+    async def change(self, n: int) -> int:
+        # Each worker moves at most once in flight, so its compare-and-set always holds.
+        task_id = self.workers[n % len(self.workers)]
+        before = self.states[task_id]
+        to = (
+            S.WORKER_STATE_IN_REVIEW if before == S.WORKER_STATE_WORKING else S.WORKER_STATE_WORKING
+        )
+        self.states[task_id] = to
+        request = pb.TransitionRequest(
+            task_id=task_id, from_state=before, to_state=to, reason=now_ms()
+        )
+        return int((await self.stub.Transition(request)).revision)
+
+    async def sentinel(self) -> None:
+        await self.stub.CreateWorker(
+            pb.CreateWorkerRequest(task_id="end", branch="b", worktree="/w")
+        )
+
+
+class EtcdWriter(Writer):
+    async def setup(self, keys: int) -> int:
+        self.rpc, stubs = etcd_bindings.load()
+        self.kv = stubs.KVStub(self.channel)
+        self.keys = [ETCD_PREFIX + str(i).encode() for i in range(keys)]
+        revision = 0
+        for key in self.keys:
+            response = await self.kv.Put(self.rpc.PutRequest(key=key, value=now_ms().encode()))
+            revision = response.header.revision
+        return int(revision)
+
+    async def change(self, n: int) -> int:
+        key = self.keys[n % len(self.keys)]
+        response = await self.kv.Put(self.rpc.PutRequest(key=key, value=now_ms().encode()))
+        return int(response.header.revision)
+
+    async def sentinel(self) -> None:
+        await self.kv.Put(self.rpc.PutRequest(key=ETCD_PREFIX + b"end", value=b"0"))
+
+
+SERVERS: dict[str, tuple[Callable[[], Server], type[Writer]]] = {
+    "workerstate": (BenchDaemon, WorkerstateWriter),
+    "etcd": (Etcd, EtcdWriter),
+}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -131,27 +231,46 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
-def run(watchers: int, rate: float, seconds: float, processes: int) -> dict[str, object]:
-    daemon = BenchDaemon()
+def run(
+    watchers: int, rate: float, seconds: float, processes: int, system: str = "workerstate"
+) -> dict[str, object]:
+    start_server, writer_class = SERVERS[system]
+    server = start_server()
+    # One loop for the writer across setup, the run and the sentinel: its channel stays open.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     try:
-        # Enough workers that no worker has two transitions in flight at this rate.
-        workers, head = asyncio.run(setup(daemon.address, max(8, int(rate))))
-        last = mp.Value("q", 0)
-        out: mp.Queue = mp.Queue()
+        writer = writer_class(server.address)
+        # Enough keys that no key has two changes in flight at this rate.
+        head = loop.run_until_complete(writer.setup(max(8, int(rate))))
+        # Spawned, not forked: this process already has a gRPC channel open.
+        spawn = mp.get_context("spawn")
+        ready = spawn.Value("i", 0)
+        last = spawn.Value("q", 0)
+        out: mp.Queue = spawn.Queue()
         shares = [watchers // processes + (i < watchers % processes) for i in range(processes)]
         procs = [
-            mp.Process(target=watcher_process, args=(daemon.address, share, head + 1, last, out))
+            spawn.Process(
+                target=watcher_process,
+                args=(system, server.address, share, head + 1, ready, last, out),
+            )
             for share in shares
             if share
         ]
         for proc in procs:
             proc.start()
-        time.sleep(1.0 + watchers / 500)  # let every stream open
-        cpu_before = daemon.cpu_seconds()
-        last_revision = asyncio.run(write(daemon.address, workers, rate, seconds))
-        cpu = daemon.cpu_seconds() - cpu_before
+        # Measure only once every stream is live: each has received the warm-up change.
+        loop.run_until_complete(writer.change(0))
+        deadline = time.monotonic() + 120
+        while ready.value < watchers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {ready.value} of {watchers} watches started")
+            time.sleep(0.1)
+        cpu_before = server.cpu_seconds()
+        last_revision = loop.run_until_complete(writer.run(rate, seconds))
+        cpu = server.cpu_seconds() - cpu_before
         last.value = last_revision
-        asyncio.run(sentinel(daemon.address))
+        loop.run_until_complete(writer.sentinel())
         results, latencies = [], []
         for _ in procs:
             got, lat = out.get(timeout=120)
@@ -159,11 +278,12 @@ def run(watchers: int, rate: float, seconds: float, processes: int) -> dict[str,
             latencies.extend(lat)
         for proc in procs:
             proc.join(10)
+        loop.run_until_complete(writer.channel.close())
         expected = last_revision - head
         complete = all(count == expected and ordered for count, ordered in results)
         return {
             "workload": "W5 watch fan-out",
-            "system": "workerstate",
+            "system": system,
             "params": {"watchers": watchers, "rate": rate, "seconds": seconds},
             "events_per_watcher": expected,
             "every_event_delivered": complete and len(results) == watchers,
@@ -172,20 +292,26 @@ def run(watchers: int, rate: float, seconds: float, processes: int) -> dict[str,
             "p99_ms": round(percentile(latencies, 0.99), 1),
             "max_ms": round(max(latencies), 1) if latencies else None,
             "server_cpu_s": round(cpu, 2),
-            "rss_mb": round(daemon.peak_rss_mb(), 1),
+            "rss_mb": round(server.peak_rss_mb(), 1),
         }
     finally:
-        daemon.stop()
+        loop.close()
+        server.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--watchers", type=int, default=100, help="concurrent watchers")
-    parser.add_argument("--rate", type=float, default=200, help="transitions per second")
+    parser.add_argument("--rate", type=float, default=200, help="changes per second")
     parser.add_argument("--seconds", type=float, default=10, help="how long the writer runs")
     parser.add_argument("--processes", type=int, default=2, help="watcher client processes")
+    parser.add_argument(
+        "--system", choices=SYSTEMS, default="workerstate", help="the server to measure"
+    )
     args = parser.parse_args()
-    row = run(args.watchers, args.rate, args.seconds, args.processes)
+    if args.system == "etcd" and not (Etcd.available() and etcd_bindings.available()):
+        sys.exit(f"etcd is not installed: {etcd_bindings.INSTALL}")
+    row = run(args.watchers, args.rate, args.seconds, args.processes, args.system)
     print(json.dumps(row, indent=2))
     if not row["every_event_delivered"]:
         sys.exit("FAILED: some watcher missed events")

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 
-class WorkerState(enum.Enum):
+class _Enum(enum.Enum):
+    """Members are singletons compared by identity, so they hash by identity too: Enum's own
+    __hash__ is Python code, and every dict or set lookup keyed by a state or level pays it
+    (per request, and 100,000 times over when the daemon loads a big fleet)."""
+
+    __hash__ = object.__hash__
+
+
+class WorkerState(_Enum):
     """A worker's position in the state machine; values are the seed's names."""
 
     ASSIGNED = "ASSIGNED"
@@ -25,7 +33,7 @@ class WorkerState(enum.Enum):
     FAILED = "FAILED"
 
 
-class StaleLevel(enum.Enum):
+class StaleLevel(_Enum):
     """How long a worker has been silent; values are the seed's strings."""
 
     OK = "ok"
@@ -34,7 +42,7 @@ class StaleLevel(enum.Enum):
     DEAD = "DEAD"
 
 
-class EventType(enum.Enum):
+class EventType(_Enum):
     """What a stored event records (the seed's task_assign, state_change, task_failed)."""
 
     ASSIGNED = "ASSIGNED"
@@ -358,9 +366,10 @@ def next_crossing_ms(
     if worker.state not in LIVE_STATES:
         return None
     start = aged_from_ms(worker, last_heartbeat_ms, serving_since_ms)
-    after = {
-        StaleLevel.OK: thresholds.warn_ms,
-        StaleLevel.WARN: thresholds.stale_ms,
-        StaleLevel.STALE: thresholds.dead_ms,
-    }.get(level)
-    return None if after is None else start + after
+    if level is StaleLevel.OK:
+        return start + thresholds.warn_ms
+    if level is StaleLevel.WARN:
+        return start + thresholds.stale_ms
+    if level is StaleLevel.STALE:
+        return start + thresholds.dead_ms
+    return None

@@ -81,12 +81,12 @@ class Liveness:
             if worker.state not in LIVE_STATES:
                 self._levels.pop(worker.task_id, None)
                 continue
-            level = self.level(worker, now_ms)[1]
+            beat, level = self.level(worker, now_ms)
             before = self._levels.get(worker.task_id, StaleLevel.OK)
             self._levels[worker.task_id] = level
             if announce and level is not before:
                 self._announce(worker, before, level, now_ms)
-            self._schedule(worker, now_ms)
+            self._schedule(worker, beat, level)
 
     def on_beat(self, worker: Worker, now_ms: int) -> None:
         """A beat brings a stale worker back to OK at once."""
@@ -96,12 +96,12 @@ class Liveness:
         if previous is not StaleLevel.OK:
             self._levels[worker.task_id] = StaleLevel.OK
             self._announce(worker, previous, StaleLevel.OK, now_ms)
-        self._schedule(worker, now_ms)
+        self._schedule(worker, now_ms, StaleLevel.OK)
 
-    def _schedule(self, worker: Worker, now_ms: int) -> None:
+    def _schedule(self, worker: Worker, beat: int | None, level: StaleLevel) -> None:
+        """Queue the worker's next crossing, given its last beat and its level now."""
         if worker.task_id in self._queued:
             return  # its entry is at or before the new crossing; re-pushed when it comes due
-        beat, level = self.level(worker, now_ms)
         due = domain.next_crossing_ms(worker, beat, self.serving_since_ms, self._thresholds, level)
         if due is not None:
             if not self._due or due < self._due[0][0]:
@@ -130,12 +130,12 @@ class Liveness:
             if worker is None or worker.state not in LIVE_STATES:
                 self._levels.pop(task_id, None)
                 continue
-            level = self.level(worker, now_ms)[1]
+            beat, level = self.level(worker, now_ms)
             previous = self._levels.get(task_id, StaleLevel.OK)
             if level is not previous:
                 self._levels[task_id] = level
                 self._announce(worker, previous, level, now_ms)
-            self._schedule(worker, now_ms)
+            self._schedule(worker, beat, level)
         if not self._due:
             return MAX_SLEEP_S
         return min(MAX_SLEEP_S, max(0.0, (self._due[0][0] - now_ms) / 1000))

@@ -28,33 +28,46 @@ def timestamp(ms: int) -> Timestamp:
     return Timestamp(seconds=seconds, nanos=millis * 1_000_000)
 
 
+def _set_time(field: Timestamp, ms: int) -> None:
+    # Setting a sub-message's fields in place costs half of building a Timestamp and having
+    # protobuf copy it in; every response and event carries two or three of them.
+    seconds, millis = divmod(ms, 1000)
+    field.seconds = seconds
+    field.nanos = millis * 1_000_000
+
+
 def worker_message(
     worker: Worker, last_heartbeat_ms: int | None = None, level: StaleLevel | None = None
 ) -> pb.Worker:
     """A Worker message; heartbeat and level are left unset for historic snapshots."""
-    message = pb.Worker(
-        task_id=worker.task_id,
-        state=STATE_TO_PB[worker.state],
-        branch=worker.branch,
-        worktree=worker.worktree,
-        description=worker.description,
-        created_at=timestamp(worker.created_at_ms),
-        state_changed_at=timestamp(worker.state_changed_at_ms),
-        revision=worker.revision,
-    )
+    message = pb.Worker()
+    _fill_worker(message, worker)
     if last_heartbeat_ms is not None:
-        message.last_heartbeat_at.CopyFrom(timestamp(last_heartbeat_ms))
+        _set_time(message.last_heartbeat_at, last_heartbeat_ms)
     if level is not None:
         message.stale_level = LEVEL_TO_PB[level]
     return message
 
 
+def _fill_worker(message: pb.Worker, worker: Worker) -> None:
+    message.task_id = worker.task_id
+    message.state = STATE_TO_PB[worker.state]
+    message.branch = worker.branch
+    message.worktree = worker.worktree
+    if worker.description is not None:
+        message.description = worker.description
+    message.revision = worker.revision
+    _set_time(message.created_at, worker.created_at_ms)
+    _set_time(message.state_changed_at, worker.state_changed_at_ms)
+
+
 def event_message(event: Event) -> pb.WorkerEvent:
-    return pb.WorkerEvent(
+    message = pb.WorkerEvent(
         revision=event.revision,
         type=EVENT_TYPE_TO_PB[event.type],
-        worker=worker_message(event.worker),
         from_state=None if event.from_state is None else STATE_TO_PB[event.from_state],
         reason=event.reason,
-        time=timestamp(event.time_ms),
     )
+    _fill_worker(message.worker, event.worker)
+    _set_time(message.time, event.time_ms)
+    return message

@@ -292,6 +292,7 @@ def run(
             "p99_ms": round(percentile(latencies, 0.99), 1),
             "max_ms": round(max(latencies), 1) if latencies else None,
             "server_cpu_s": round(cpu, 2),
+            "server_cpu_ms_per_delivery": round(cpu * 1000 / max(len(latencies), 1), 3),
             "rss_mb": round(server.peak_rss_mb(), 1),
         }
     finally:

@@ -65,6 +65,9 @@ class Hub:
         self._events: _Window[tuple[Event, pb.WorkerEvent]] = _Window(head + 1, WINDOW_EVENTS)
         self._liveness: _Window[LivenessChange] = _Window(0, WINDOW_LIVENESS)
         self._moved: asyncio.Future[None] | None = None
+        # The last response built for an unfiltered watcher, by the revisions it spans:
+        # watchers in lockstep (the usual case) share it instead of building one each.
+        self._shared: tuple[int, int, pb.WatchStateResponse] | None = None
         self.closed = False
 
     def publish(self, events: list[Event], messages: list[pb.WorkerEvent]) -> None:
@@ -81,6 +84,23 @@ class Hub:
         if self._moved is not None:
             self._moved.set_result(None)
             self._moved = None
+
+    def shared_response(
+        self, events: list[tuple[Event, pb.WorkerEvent | None]]
+    ) -> pb.WatchStateResponse | None:
+        """The response carrying exactly `events` (a slice of this window), built once and
+        shared by every unfiltered watcher that sends the same span; None for events read
+        from the file, which have no prebuilt messages."""
+        first, last = events[0][0].revision, events[-1][0].revision
+        shared = self._shared
+        if shared is not None and shared[0] == first and shared[1] == last:
+            return shared[2]
+        messages = [m for _, m in events if m is not None]
+        if len(messages) != len(events):
+            return None
+        response = pb.WatchStateResponse(events=messages)
+        self._shared = (first, last, response)
+        return response
 
     def since(self, revision: int, limit: int) -> list[tuple[Event, pb.WorkerEvent]] | None:
         """Up to `limit` events from `revision` on; None when the window no longer holds it."""

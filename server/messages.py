@@ -23,17 +23,18 @@ EVENT_TYPE_TO_PB: dict[EventType, pb.EventType] = {
 }
 
 
-def timestamp(ms: int) -> Timestamp:
-    seconds, millis = divmod(ms, 1000)
-    return Timestamp(seconds=seconds, nanos=millis * 1_000_000)
-
-
-def _set_time(field: Timestamp, ms: int) -> None:
-    # Setting a sub-message's fields in place costs half of building a Timestamp and having
-    # protobuf copy it in; every response and event carries two or three of them.
+def set_time(field: Timestamp, ms: int) -> None:
+    """Set a message's Timestamp field in place: half the cost of building a Timestamp and
+    having protobuf copy it in, and every response and event carries two or three."""
     seconds, millis = divmod(ms, 1000)
     field.seconds = seconds
     field.nanos = millis * 1_000_000
+
+
+def timestamp(ms: int) -> Timestamp:
+    message = Timestamp()
+    set_time(message, ms)
+    return message
 
 
 def worker_message(
@@ -43,7 +44,7 @@ def worker_message(
     message = pb.Worker()
     _fill_worker(message, worker)
     if last_heartbeat_ms is not None:
-        _set_time(message.last_heartbeat_at, last_heartbeat_ms)
+        set_time(message.last_heartbeat_at, last_heartbeat_ms)
     if level is not None:
         message.stale_level = LEVEL_TO_PB[level]
     return message
@@ -57,8 +58,8 @@ def _fill_worker(message: pb.Worker, worker: Worker) -> None:
     if worker.description is not None:
         message.description = worker.description
     message.revision = worker.revision
-    _set_time(message.created_at, worker.created_at_ms)
-    _set_time(message.state_changed_at, worker.state_changed_at_ms)
+    set_time(message.created_at, worker.created_at_ms)
+    set_time(message.state_changed_at, worker.state_changed_at_ms)
 
 
 def event_message(event: Event) -> pb.WorkerEvent:
@@ -69,5 +70,5 @@ def event_message(event: Event) -> pb.WorkerEvent:
         reason=event.reason,
     )
     _fill_worker(message.worker, event.worker)
-    _set_time(message.time, event.time_ms)
+    set_time(message.time, event.time_ms)
     return message

@@ -23,7 +23,7 @@ from .errors import reported, reported_stream
 from .heartbeats import Heartbeats
 from .hub import Hub
 from .liveness import Liveness
-from .messages import STATE_TO_PB, event_message, timestamp, worker_message
+from .messages import STATE_TO_PB, event_message, set_time, worker_message
 from .store import EventReader
 from .view import WorkerView
 from .watch import Watch
@@ -166,9 +166,9 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         now_ms = self._core.clock.now_ms()
         self._core.heartbeats.beat(task_id, now_ms, activity)
         self._core.liveness.on_beat(worker, now_ms)
-        return pb.HeartbeatResponse(
-            task_id=task_id, state=STATE_TO_PB[worker.state], received_at=timestamp(now_ms)
-        )
+        response = pb.HeartbeatResponse(task_id=task_id, state=STATE_TO_PB[worker.state])
+        set_time(response.received_at, now_ms)
+        return response
 
     @reported
     async def Heartbeat(

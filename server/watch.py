@@ -39,6 +39,7 @@ class Watch:
         self._core = core
         self._progress_s = core.progress_interval_ms / 1000
         self._last_sent = time.monotonic()
+        self._unfiltered = not query.task_ids and not query.states
 
     def _matches(self, worker: Worker) -> bool:
         q = self._query
@@ -67,6 +68,13 @@ class Watch:
                 changes, liveness_seq = self._liveness_upto(liveness_seq, upto)
             if events or changes:
                 next_revision = upto + 1
+                shared = None
+                if self._unfiltered and not changes:
+                    shared = hub.shared_response(events)
+                if shared is not None:
+                    self._last_sent = time.monotonic()
+                    yield shared
+                    continue
                 messages = self._merge(events, changes)
                 if messages:
                     self._last_sent = time.monotonic()
@@ -81,6 +89,9 @@ class Watch:
                 continue
             if events or changes:
                 continue  # filtered out; look for more before waiting
+            if progress is None:
+                await hub.wait(next_revision - 1, liveness_seq)
+                continue
             try:
                 async with asyncio.timeout(progress):
                     await hub.wait(next_revision - 1, liveness_seq)

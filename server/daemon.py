@@ -98,7 +98,8 @@ class Daemon:
     @classmethod
     async def _start(cls, config: Config, clock: Clock, store: Store) -> Daemon:
         head = store.head_revision()
-        view = WorkerView(store.load_workers(), head)
+        workers = store.load_workers()
+        view = WorkerView(workers, head)
         hub = Hub(head, store.oldest_revision())
         heartbeats = Heartbeats(store.load_heartbeats())
         liveness = Liveness(view, heartbeats, clock, config.thresholds, hub.publish_liveness)
@@ -115,7 +116,9 @@ class Daemon:
                     _log_change(event)
 
         metrics = Metrics() if config.metrics_listen else None
-        writer = Writer(store, clock, head, on_commit, metrics.observe_commit if metrics else None)
+        writer = Writer(
+            store, clock, head, workers, on_commit, metrics.observe_commit if metrics else None
+        )
         core = Core(
             writer=writer,
             view=view,

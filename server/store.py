@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,11 @@ class StoreError(Exception):
 
 def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rw'}"
-    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    # The writer's statements vary with the group size (one row per change, up to 256):
+    # keep them all prepared.
+    conn = sqlite3.connect(
+        uri, uri=True, isolation_level=None, check_same_thread=False, cached_statements=1024
+    )
     # WAL readers never block on the writer; a checkpoint can briefly, hence a timeout.
     conn.execute("PRAGMA busy_timeout = 5000")
     return conn
@@ -181,19 +185,38 @@ def _event_from_row(row: tuple[Any, ...]) -> Event:
     )
 
 
-def _worker_to_json(worker: Worker) -> str:
-    return json.dumps(
-        [
-            worker.task_id,
-            worker.state.value,
-            worker.branch,
-            worker.worktree,
-            worker.description,
-            worker.created_at_ms,
-            worker.state_changed_at_ms,
-            worker.revision,
-        ]
+def _worker_row(w: Worker) -> tuple[Any, ...]:
+    return (
+        w.task_id,
+        w.state.value,
+        w.branch,
+        w.worktree,
+        w.description,
+        w.created_at_ms,
+        w.state_changed_at_ms,
+        w.revision,
     )
+
+
+def _event_row(event: Event) -> tuple[Any, ...]:
+    w = event.worker
+    return (
+        event.revision,
+        event.type.value,
+        w.task_id,
+        w.state.value,
+        None if event.from_state is None else event.from_state.value,
+        event.reason,
+        event.time_ms,
+        w.branch,
+        w.worktree,
+        w.description,
+        w.created_at_ms,
+    )
+
+
+def _worker_to_json(worker: Worker) -> str:
+    return json.dumps(_worker_row(worker))
 
 
 class Store:
@@ -274,12 +297,6 @@ class Store:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
 
-    def worker(self, task_id: str) -> Worker | None:
-        row = self._conn.execute(
-            f"SELECT {_WORKER_COLUMNS} FROM workers WHERE task_id = ?", (task_id,)
-        ).fetchone()
-        return None if row is None else _worker_from_row(row)
-
     def applied_request(self, request_id: str) -> tuple[str, Worker] | None:
         """The fingerprint and answer of an already applied request id."""
         row = self._conn.execute(
@@ -289,44 +306,33 @@ class Store:
             return None
         return row[0], _worker_from_row(tuple(json.loads(row[1])))
 
-    def append(self, event: Event, request_id: str, fingerprint: str) -> None:
-        """Store the worker as the event left it, the event, and the request id if any."""
-        w = event.worker
-        self._conn.execute(
-            f"INSERT OR REPLACE INTO workers ({_WORKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                w.task_id,
-                w.state.value,
-                w.branch,
-                w.worktree,
-                w.description,
-                w.created_at_ms,
-                w.state_changed_at_ms,
-                w.revision,
-            ),
+    def append(self, rows: Sequence[tuple[Event, str, str]]) -> None:
+        """Store a group's changes, given as (event, request id or "", fingerprint): each
+        worker as its last event left it, every event, and the request ids. One statement
+        per table however many rows: each statement costs the writer a wait for the GIL."""
+        workers = {event.worker.task_id: event.worker for event, _, _ in rows}
+        self._insert(
+            "INSERT OR REPLACE INTO workers",
+            _WORKER_COLUMNS,
+            [_worker_row(w) for w in workers.values()],
         )
-        self._conn.execute(
-            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                event.revision,
-                event.type.value,
-                w.task_id,
-                w.state.value,
-                None if event.from_state is None else event.from_state.value,
-                event.reason,
-                event.time_ms,
-                w.branch,
-                w.worktree,
-                w.description,
-                w.created_at_ms,
-            ),
-        )
-        if request_id:
-            self._conn.execute(
-                "INSERT INTO requests (request_id, fingerprint, worker, created_at_ms)"
-                " VALUES (?, ?, ?, ?)",
-                (request_id, fingerprint, _worker_to_json(w), event.time_ms),
+        self._insert("INSERT INTO events", _EVENT_COLUMNS, [_event_row(e) for e, _, _ in rows])
+        requests = [
+            (request_id, fingerprint, _worker_to_json(event.worker), event.time_ms)
+            for event, request_id, fingerprint in rows
+            if request_id
+        ]
+        if requests:
+            self._insert(
+                "INSERT INTO requests", "request_id, fingerprint, worker, created_at_ms", requests
             )
+
+    def _insert(self, into: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+        one = "(" + ", ".join("?" * len(rows[0])) + ")"
+        self._conn.execute(
+            f"{into} ({columns}) VALUES {', '.join([one] * len(rows))}",
+            [value for row in rows for value in row],
+        )
 
     def save_heartbeats(self, beats: Iterable[tuple[str, int, str]]) -> None:
         self._conn.executemany(

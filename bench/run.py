@@ -583,10 +583,10 @@ def w5(peers: bool) -> list[dict[str, Any]]:
                     "every_event_delivered": r["every_event_delivered"],
                 }
             )
-        if len(systems) == 1:
-            rows.append(
-                skipped("W5 watch fan-out", "etcd", f"etcd not installed: {etcd_bindings.INSTALL}")
-            )
+    if len(systems) == 1:
+        rows.append(
+            skipped("W5 watch fan-out", "etcd", f"etcd not installed: {etcd_bindings.INSTALL}")
+        )
     return rows
 
 

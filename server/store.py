@@ -12,9 +12,9 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .domain import Event, EventType, StorageUnavailable, Worker, WorkerState
 
@@ -83,11 +83,7 @@ class StoreError(Exception):
 
 def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     uri = f"{path.resolve().as_uri()}?mode={'ro' if read_only else 'rw'}"
-    # The writer's statements vary with the group size (one row per change, up to 256):
-    # keep them all prepared.
-    conn = sqlite3.connect(
-        uri, uri=True, isolation_level=None, check_same_thread=False, cached_statements=1024
-    )
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     # WAL readers never block on the writer; a checkpoint can briefly, hence a timeout.
     conn.execute("PRAGMA busy_timeout = 5000")
     return conn
@@ -160,6 +156,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
 # Stored names to members by plain dict lookup: `WorkerState(name)` goes through Enum's
 # Python-level constructor, a visible share of loading 100,000 workers at start.
 _STATES = {s.value: s for s in WorkerState}
+T = TypeVar("T")
 
 
 def _worker_from_row(row: tuple[Any, ...]) -> Worker:
@@ -217,6 +214,20 @@ def _event_row(event: Event) -> tuple[Any, ...]:
 
 def _worker_to_json(worker: Worker) -> str:
     return json.dumps(_worker_row(worker))
+
+
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`items` in slices whose sizes are powers of two, largest first.
+
+    Each statement the writer runs costs it a wait for the GIL, so a group's rows go in a
+    few multi-row statements rather than one each; and as the statement text depends on
+    the row count, sizes limited to powers of two keep the prepared statements few (a
+    statement for 256 rows holds about 160 KB)."""
+    start = 0
+    while start < len(items):
+        size = 1 << ((len(items) - start).bit_length() - 1)
+        yield items[start : start + size]
+        start += size
 
 
 class Store:
@@ -297,19 +308,22 @@ class Store:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
 
-    def applied_request(self, request_id: str) -> tuple[str, Worker] | None:
-        """The fingerprint and answer of an already applied request id."""
-        row = self._conn.execute(
-            "SELECT fingerprint, worker FROM requests WHERE request_id = ?", (request_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        return row[0], _worker_from_row(tuple(json.loads(row[1])))
+    def applied_requests(self, request_ids: Sequence[str]) -> dict[str, tuple[str, Worker]]:
+        """The fingerprint and answer of each of `request_ids` already applied."""
+        found: dict[str, tuple[str, Worker]] = {}
+        for chunk in _chunks(request_ids):
+            marks = ", ".join("?" * len(chunk))
+            for request_id, fingerprint, worker in self._conn.execute(
+                f"SELECT request_id, fingerprint, worker FROM requests"
+                f" WHERE request_id IN ({marks})",
+                chunk,
+            ):
+                found[request_id] = (fingerprint, _worker_from_row(tuple(json.loads(worker))))
+        return found
 
     def append(self, rows: Sequence[tuple[Event, str, str]]) -> None:
         """Store a group's changes, given as (event, request id or "", fingerprint): each
-        worker as its last event left it, every event, and the request ids. One statement
-        per table however many rows: each statement costs the writer a wait for the GIL."""
+        worker as its last event left it, every event, and the request ids."""
         workers = {event.worker.task_id: event.worker for event, _, _ in rows}
         self._insert(
             "INSERT OR REPLACE INTO workers",
@@ -322,17 +336,17 @@ class Store:
             for event, request_id, fingerprint in rows
             if request_id
         ]
-        if requests:
-            self._insert(
-                "INSERT INTO requests", "request_id, fingerprint, worker, created_at_ms", requests
-            )
-
-    def _insert(self, into: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
-        one = "(" + ", ".join("?" * len(rows[0])) + ")"
-        self._conn.execute(
-            f"{into} ({columns}) VALUES {', '.join([one] * len(rows))}",
-            [value for row in rows for value in row],
+        self._insert(
+            "INSERT INTO requests", "request_id, fingerprint, worker, created_at_ms", requests
         )
+
+    def _insert(self, into: str, columns: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        for chunk in _chunks(rows):
+            one = "(" + ", ".join("?" * len(chunk[0])) + ")"
+            self._conn.execute(
+                f"{into} ({columns}) VALUES {', '.join([one] * len(chunk))}",
+                [value for row in chunk for value in row],
+            )
 
     def save_heartbeats(self, beats: Iterable[tuple[str, int, str]]) -> None:
         self._conn.executemany(

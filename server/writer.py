@@ -8,8 +8,8 @@ the group left, but one fsync covers them all, and every caller is answered afte
 Each SQLite statement releases the GIL and must win it back from the busy event loop, which
 took ~0.4 ms a change when every change ran its own three statements. So the writer keeps
 the current workers in memory (it is the only writer: they are exactly the file's, plus the
-group's pending changes), checks each compare-and-set against them, and writes a whole
-group with one statement per table.
+group's pending changes), checks each compare-and-set against them, looks up a group's
+request ids at once, and writes the group in a few multi-row statements per table.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class _Pending:
     """What the group in progress has applied but not yet written, and how to undo it."""
 
     rows: list[tuple[Event, str, str]] = field(default_factory=list)  # event, request id, print
-    requests: dict[str, tuple[str, Worker]] = field(default_factory=dict)
+    requests: dict[str, tuple[str, Worker]] = field(default_factory=dict)  # id: print, answer
     undo: dict[str, Worker | None] = field(default_factory=dict)  # task id: worker before
     written: int = 0  # rows already written to the file
 
@@ -147,6 +147,13 @@ class Writer:
         started = time.perf_counter()
         try:
             self._store.begin()
+            # Retries are answered from the file: every request id in the group is looked up
+            # at once, and `pending.requests` then also records those applied in this group.
+            request_ids = [
+                j.command.request_id for j in group if j.command and j.command.request_id
+            ]
+            if request_ids:
+                pending.requests = self._store.applied_requests(request_ids)
             for job in group:
                 try:
                     outcomes.append(self._apply(job, now_ms, pending))
@@ -201,9 +208,7 @@ class Writer:
         fingerprint = ""
         if command.request_id:
             fingerprint = domain.fingerprint(command)
-            applied = pending.requests.get(command.request_id) or self._store.applied_request(
-                command.request_id
-            )
+            applied = pending.requests.get(command.request_id)
             if applied is not None:
                 if applied[0] != fingerprint:
                     raise domain.RequestIdReused(command.request_id)

@@ -39,6 +39,9 @@ FLIP = {
     S.WORKER_STATE_WORKING: S.WORKER_STATE_IN_REVIEW,
     S.WORKER_STATE_IN_REVIEW: S.WORKER_STATE_WORKING,
 }
+# Client processes are spawned, not forked: this process has used gRPC (setup) by then, and a
+# child forked from it can hang inside gRPC's inherited state.
+MP = mp.get_context("spawn")
 Op = Callable[[], Awaitable[bool]]  # True: success, False: a conflict; raises on error
 
 
@@ -255,10 +258,10 @@ def drive(
     factory: str, address: str, clients: int, seconds: float, processes: int = 2
 ) -> list[Tally]:
     processes = min(processes, clients)
-    out: Any = mp.Queue()
+    out: Any = MP.Queue()
     shares = [list(range(p, clients, processes)) for p in range(processes)]
     procs = [
-        mp.Process(target=client_process, args=(factory, address, s, 1.0, seconds, out))
+        MP.Process(target=client_process, args=(factory, address, s, 1.0, seconds, out))
         for s in shares
     ]
     for proc in procs:
@@ -423,9 +426,9 @@ def direct(workload: str, clients: int, seconds: float, contended: bool) -> dict
     db, folder = daemon.db, daemon.tmp
     daemon.proc.terminate()
     daemon.proc.wait(30)
-    out: Any = mp.Queue()
+    out: Any = MP.Queue()
     procs = [
-        mp.Process(target=direct_client, args=(str(db), i, contended, 1.0, seconds, out))
+        MP.Process(target=direct_client, args=(str(db), i, contended, 1.0, seconds, out))
         for i in range(clients)
     ]
     for proc in procs:
@@ -511,7 +514,7 @@ def w4(seconds: float) -> list[dict[str, Any]]:
     daemon = BenchDaemon()
     asyncio.run(ws_setup(daemon.address, 10_000))
     idle = measured("W4 reads idle", "workerstate", daemon, "ws_get", 4, seconds)
-    load = mp.Process(target=drive, args=("ws_transition", daemon.address, 16, seconds + 3, 1))
+    load = MP.Process(target=drive, args=("ws_transition", daemon.address, 16, seconds + 3, 1))
     load.start()
     time.sleep(1.5)
     busy = measured("W4 reads under W1 N=16", "workerstate", daemon, "ws_get", 4, seconds)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import domain
@@ -82,21 +82,19 @@ class Liveness:
         self._queued = set(live)
 
     def on_commit(self, events: list[Event]) -> None:
-        self._track((e.worker for e in events), announce=True)
-
-    def _track(self, workers: Iterable[Worker], announce: bool) -> None:
         """Take note of changed workers. One that is (again) ASSIGNED or WORKING at a level
         other than the one last announced (OK while it was not live) crossed a threshold:
         say so. One that leaves those states is OK by definition; its event says enough."""
         now_ms = self._clock.now_ms()
-        for worker in workers:
+        for event in events:
+            worker = event.worker
             if worker.state not in LIVE_STATES:
                 self._levels.pop(worker.task_id, None)
                 continue
             beat, level = self.level(worker, now_ms)
             before = self._levels.get(worker.task_id, StaleLevel.OK)
             self._levels[worker.task_id] = level
-            if announce and level is not before:
+            if level is not before:
                 self._announce(worker, before, level, now_ms)
             self._schedule(worker, beat, level)
 

@@ -472,7 +472,7 @@ def w1(sizes: list[int], seconds: float, peers: bool) -> list[dict[str, Any]]:
 def etcd_rows(
     workload: str, factory: str, sizes: list[int], seconds: float, peers: bool
 ) -> list[dict[str, Any]]:
-    if not (peers and Etcd.available() and etcd_bindings.available()):
+    if not (peers and Etcd.available()):
         return [skipped(workload, "etcd", f"etcd not installed: {etcd_bindings.INSTALL}")]
     etcd = Etcd()
     try:
@@ -565,7 +565,7 @@ def w5(peers: bool) -> list[dict[str, Any]]:
     from watch_fanout import run as fanout
 
     systems = ["workerstate"]
-    if peers and Etcd.available() and etcd_bindings.available():
+    if peers and Etcd.available():
         systems.append("etcd")
     rows = []
     for watchers, rate in ((100, 200.0), (1000, 5.0)):

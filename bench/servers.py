@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+import etcd_bindings
+
 READY = re.compile(r"serving workerstate\.v1\.WorkerService on (\S+)")
 BENCH = Path(__file__).resolve().parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -139,4 +141,5 @@ class Etcd(Server):
 
     @classmethod
     def available(cls) -> bool:
-        return Path(cls.BINARY).exists()
+        """The server and the protos the harness compiles its client from (make bench-peers)."""
+        return Path(cls.BINARY).exists() and etcd_bindings.available()

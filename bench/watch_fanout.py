@@ -310,7 +310,7 @@ def main() -> None:
         "--system", choices=SYSTEMS, default="workerstate", help="the server to measure"
     )
     args = parser.parse_args()
-    if args.system == "etcd" and not (Etcd.available() and etcd_bindings.available()):
+    if args.system == "etcd" and not Etcd.available():
         sys.exit(f"etcd is not installed: {etcd_bindings.INSTALL}")
     row = run(args.watchers, args.rate, args.seconds, args.processes, args.system)
     print(json.dumps(row, indent=2))

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from .domain import Event, EventType, StorageUnavailable, Worker, WorkerState
 
+T = TypeVar("T")
+
 # Marks the file as ours ("wSt1"), so a stranger's SQLite file is refused, not migrated.
 APPLICATION_ID = 0x77537431
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -156,7 +158,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
 # Stored names to members by plain dict lookup: `WorkerState(name)` goes through Enum's
 # Python-level constructor, a visible share of loading 100,000 workers at start.
 _STATES = {s.value: s for s in WorkerState}
-T = TypeVar("T")
 
 
 def _worker_from_row(row: tuple[Any, ...]) -> Worker:

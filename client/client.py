@@ -393,19 +393,24 @@ class AsyncHeartbeater:
             if self._on_end is not None:
                 self._on_end(state)
 
-    async def _beats(self) -> AsyncIterator[pb.HeartbeatRequest]:
-        while True:
+    async def _beats(self, stream_over: asyncio.Event) -> AsyncIterator[pb.HeartbeatRequest]:
+        """Beats every `interval` until the stream is over. grpc only stops taking requests
+        from a call it cancelled itself, so without `stream_over` this generator would
+        outlive a stream the daemon ended, as a pending task."""
+        while not stream_over.is_set():
             yield pb.HeartbeatRequest(task_id=self.task_id, activity=self.activity)
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stream_over.wait(), self.interval)
 
     async def _run(self) -> None:
         failures = 0
         retry = self._client._retry
         while not self.ended.is_set():
+            stream_over = asyncio.Event()
+            stream = self._client.stub.StreamHeartbeats(
+                self._beats(stream_over), metadata=self._client._metadata
+            )
             try:
-                stream = self._client.stub.StreamHeartbeats(
-                    self._beats(), metadata=self._client._metadata
-                )
                 async for response in stream:
                     failures = 0
                     self.state = WorkerState.from_pb(response.state)
@@ -419,9 +424,12 @@ class AsyncHeartbeater:
                         self.error = error
                     self._end(None)
                     return
-                # The daemon is restarting: keep trying, backing off, for as long as we live.
-                await asyncio.sleep(retry.delay(min(failures, 10)))
-                failures += 1
+            finally:
+                stream_over.set()
+                stream.cancel()
+            # The daemon is restarting: keep trying, backing off, for as long as we live.
+            await asyncio.sleep(retry.delay(min(failures, 10)))
+            failures += 1
 
 
 class WorkerClient:

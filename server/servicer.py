@@ -8,9 +8,9 @@ a commit.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from workerstate.v1 import workerstate_pb2 as pb
@@ -28,6 +28,8 @@ from .store import EventReader
 from .view import WorkerView
 from .watch import Watch
 from .writer import Writer
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -50,17 +52,44 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
 
     def __init__(self, core: Core) -> None:
         self._core = core
-        self._streams: set[asyncio.Task[object]] = set()
+        self._parked: set[asyncio.Task[object]] = set()
         self._stopping = False
         self.watchers = 0
         self.heartbeat_streams = 0
 
     def stop_streams(self) -> None:
-        """End every open stream with UNAVAILABLE so clients reconnect to the next daemon."""
+        """End every open stream with UNAVAILABLE so clients reconnect to the next daemon.
+
+        Watches wake on the hub's close; a stream waiting for its client is cancelled where
+        it waits. A stream in the middle of sending ends at its next message: a cancel
+        landing inside grpc's own write would be swallowed there and leave the call open,
+        without a status, until the grace period ran out.
+        """
         self._stopping = True
         self._core.hub.close()
-        for task in self._streams:
+        for task in self._parked:
             task.cancel()
+
+    def _check_open(self) -> None:
+        if self._stopping:
+            raise ShuttingDown()
+
+    async def _interruptible(self, awaitable: Awaitable[T]) -> T:
+        """Await something only the client can end (its next message), unless shutdown
+        comes first."""
+        self._check_open()
+        task = asyncio.current_task()
+        assert task is not None
+        self._parked.add(task)
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            task.uncancel()
+            raise ShuttingDown() from None
+        finally:
+            self._parked.discard(task)
 
     def _worker(self, worker: Worker, now_ms: int) -> pb.Worker:
         return worker_message(worker, *self._core.liveness.level(worker, now_ms))
@@ -183,10 +212,14 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.HeartbeatResponse]:
         self.heartbeat_streams += 1
+        requests = aiter(request_iterator)
         try:
-            async with self._stream():
-                async for request in request_iterator:
-                    yield self._beat(request)
+            while True:
+                try:
+                    request = await self._interruptible(anext(requests))
+                except StopAsyncIteration:
+                    return
+                yield self._beat(request)
         finally:
             self.heartbeat_streams -= 1
 
@@ -201,33 +234,8 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             raise TooManyWatchers(self._core.max_watchers)
         self.watchers += 1
         try:
-            async with self._stream():
-                async for response in Watch(query, self._core).responses():
-                    yield response
+            async for response in Watch(query, self._core).responses():
+                self._check_open()
+                yield response
         finally:
             self.watchers -= 1
-
-    def _stream(self) -> _StreamScope:
-        return _StreamScope(self)
-
-
-class _StreamScope:
-    """Tracks a streaming call so shutdown can end it with UNAVAILABLE."""
-
-    def __init__(self, service: WorkerService) -> None:
-        self._service = service
-        self._task: asyncio.Task[object] | None = None
-
-    async def __aenter__(self) -> None:
-        if self._service._stopping:
-            raise ShuttingDown()
-        self._task = asyncio.current_task()
-        assert self._task is not None
-        self._service._streams.add(self._task)
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        assert self._task is not None
-        self._service._streams.discard(self._task)
-        if exc_type is asyncio.CancelledError and self._service._stopping:
-            self._task.uncancel()
-            raise ShuttingDown()

@@ -276,13 +276,20 @@ def test_async_client_has_the_same_methods(shared_daemon):
             assert await c.heartbeat(task_id) is W.WORKING
             assert task_id in {w.task_id for w in await c.list(states=[W.WORKING])}
             assert len(await c.events(task_id=task_id)) == 2
-            async with c.heartbeater(task_id, interval=0.1) as beats:
+            async with c.heartbeater(task_id, interval=1.0) as beats:
                 await c.fail(task_id)
-                for _ in range(50):
+                for _ in range(100):
                     if beats.ended.is_set():
                         break
                     await asyncio.sleep(0.05)
                 assert beats.state is W.FAILED
+                # Well within one interval, nothing of the heartbeater is left running:
+                # not even grpc's task that takes beats from it (a leak once).
+                for _ in range(10):
+                    if asyncio.all_tasks() == {asyncio.current_task()}:
+                        break
+                    await asyncio.sleep(0.05)
+                assert asyncio.all_tasks() == {asyncio.current_task()}
             watch = c.watch([task_id], start_revision=moved.revision)
             event = await anext(aiter(watch))
             assert event.revision == moved.revision

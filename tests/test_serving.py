@@ -13,7 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from harness import create, details, wait_until
+from harness import create, details, unique, wait_until
 from workerstate.v1 import workerstate_pb2 as pb
 
 WORKERSTATE = Path(sys.executable).with_name("workerstate")
@@ -135,6 +135,31 @@ def test_sigterm_ends_streams_with_unavailable_and_exits_zero(make_daemon):
     assert daemon.proc.wait(20) == 0
     log = "".join(daemon.log)
     assert "shutting down" in log and "stopped at revision 1" in log
+
+
+def test_sigterm_ends_a_watch_blocked_in_a_large_send_with_unavailable(make_daemon):
+    # A snapshot far larger than the flow-control window keeps the daemon inside grpc's
+    # write when SIGTERM arrives; the watch must still end with SHUTTING_DOWN once the
+    # client reads on, not hang until the grace period cuts it off without a status.
+    daemon = make_daemon()
+    fields = {"branch": "b", "worktree": "/w", "description": "d" * 4096}
+    for _ in range(10):  # in rounds: the daemon takes at most 1000 concurrent streams
+        creates = [
+            daemon.stub.CreateWorker.future(pb.CreateWorkerRequest(task_id=unique(), **fields))
+            for _ in range(200)
+        ]
+        for future in creates:
+            future.result()
+    watch = daemon.stub.WatchState(pb.WatchStateRequest(send_initial_state=True))
+    assert len(next(watch).events) > 0
+    daemon.proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: "shutting down" in "".join(daemon.log))
+    with pytest.raises(grpc.RpcError) as caught:
+        for _ in watch:
+            pass
+    code, info, _ = details(caught.value)
+    assert (code, info.reason) == (grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN")
+    assert daemon.proc.wait(20) == 0
 
 
 def test_in_flight_calls_finish_during_shutdown(make_daemon):

@@ -131,10 +131,13 @@ def test_a_100_mb_message_is_refused_and_the_daemon_goes_on(make_daemon):
 
 def test_ten_thousand_streams_from_one_client(make_daemon):
     daemon = make_daemon("--max-watchers", "100")
-    greedy = grpc.insecure_channel(daemon.address)
+    # Channels to one address share a connection unless each keeps its own subchannels;
+    # "everyone else" is another client, so it gets a connection of its own.
+    own_connection = [("grpc.use_local_subchannel_pool", 1)]
+    greedy = grpc.insecure_channel(daemon.address, options=own_connection)
     stub = pb_grpc.WorkerServiceStub(greedy)
     streams = [stub.WatchState(pb.WatchStateRequest(), timeout=60) for _ in range(10_000)]
-    other = pb_grpc.WorkerServiceStub(grpc.insecure_channel(daemon.address))
+    other = pb_grpc.WorkerServiceStub(grpc.insecure_channel(daemon.address, options=own_connection))
     # Everyone else is still served while the greedy client holds its streams.
     created = other.CreateWorker(pb.CreateWorkerRequest(task_id="x", branch="b", worktree="w"))
     codes, messages = [], set()

@@ -394,9 +394,9 @@ class AsyncHeartbeater:
                 self._on_end(state)
 
     async def _beats(self, stream_over: asyncio.Event) -> AsyncIterator[pb.HeartbeatRequest]:
-        """Beats every `interval` until the stream is over. grpc only stops taking requests
-        from a call it cancelled itself, so without `stream_over` this generator would
-        outlive a stream the daemon ended, as a pending task."""
+        """Beats every `interval` until the stream is over. After the daemon ends a call,
+        grpc notices only when it next takes a beat, up to `interval` later; until then
+        its task would be pending, and an event loop closed meanwhile warns about it."""
         while not stream_over.is_set():
             yield pb.HeartbeatRequest(task_id=self.task_id, activity=self.activity)
             with contextlib.suppress(TimeoutError):

@@ -63,7 +63,8 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         Watches wake on the hub's close; a stream waiting for its client is cancelled where
         it waits. A stream in the middle of sending ends at its next message: a cancel
         landing inside grpc's own write would be swallowed there and leave the call open,
-        without a status, until the grace period ran out.
+        without a status, until the grace period ran out. That is still how a stream whose
+        client has stopped reading ends, as no status could reach it anyway.
         """
         self._stopping = True
         self._core.hub.close()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from workerstate.v1 import workerstate_pb2 as pb
 
-from .domain import Event, RevisionCompacted, Worker
+from .domain import Event, RevisionCompacted, ShuttingDown, Worker
 from .liveness import LivenessChange
 from .messages import LEVEL_TO_PB, event_message, timestamp, worker_message
 from .validate import WatchQuery
@@ -126,8 +126,14 @@ class Watch:
         yield pb.WatchStateResponse(synced=pb.Synced(revision=revision))
 
     async def _events_from(self, revision: int) -> list[tuple[Event, pb.WorkerEvent | None]]:
-        """Stored events from `revision` on: from the window, else from the file."""
+        """Stored events from `revision` on: from the window, else from the file.
+
+        Raises ShuttingDown once the hub is closed: a filtered watch replaying a long log
+        that matches nothing neither sends nor waits, so it would not stop anywhere else.
+        """
         hub = self._core.hub
+        if hub.closed:
+            raise ShuttingDown()
         if revision < hub.compact_revision:
             raise RevisionCompacted(revision, hub.compact_revision)
         window = hub.since(revision, WATCH_BATCH)

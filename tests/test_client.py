@@ -199,6 +199,33 @@ def test_heartbeater_reconnects_after_a_restart(make_daemon, tmp_path):
             assert not beats.ended.is_set()
 
 
+def test_heartbeater_leaves_no_task_behind_when_the_daemon_ends_its_stream(make_daemon):
+    daemon = make_daemon()
+
+    async def main() -> None:
+        async with AsyncWorkerClient(daemon.address) as c:
+            task_id = (await c.create(unique("hb"), branch="b", worktree="w")).task_id
+            async with c.heartbeater(task_id, interval=30.0) as beats:
+                for _ in range(250):
+                    if beats.state is not None:
+                        break
+                    await asyncio.sleep(0.02)
+                assert beats.state is W.ASSIGNED
+                # The heartbeater's own task and grpc's task that takes its beats.
+                running = asyncio.all_tasks() - {asyncio.current_task()}
+                await asyncio.to_thread(daemon.stop)  # ends the stream with SHUTTING_DOWN
+                # Long before the next beat is due, only the heartbeater's task is left,
+                # backing off to reconnect.
+                for _ in range(40):
+                    if sum(not t.done() for t in running) <= 1:
+                        break
+                    await asyncio.sleep(0.05)
+                left = [t for t in running if not t.done()]
+                assert len(left) == 1, left
+
+    asyncio.run(main())
+
+
 def test_watch_resumes_across_a_restart_without_gap_or_duplicate(make_daemon, tmp_path):
     socket = f"unix:{tmp_path}/w.sock"
     daemon = make_daemon(listen=socket)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from harness import create, details, unique, wait_until
 from workerstate.v1 import workerstate_pb2 as pb
+from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
 WORKERSTATE = Path(sys.executable).with_name("workerstate")
 FLAGS = [
@@ -150,13 +152,45 @@ def test_sigterm_ends_a_watch_blocked_in_a_large_send_with_unavailable(make_daem
         ]
         for future in creates:
             future.result()
-    watch = daemon.stub.WatchState(pb.WatchStateRequest(send_initial_state=True))
+    # Without BDP probing the flow-control window cannot grow to take the whole snapshot.
+    channel = grpc.insecure_channel(daemon.address, options=[("grpc.http2.bdp_probe", 0)])
+    stub = pb_grpc.WorkerServiceStub(channel)
+    watch = stub.WatchState(pb.WatchStateRequest(send_initial_state=True))
     assert len(next(watch).events) > 0
     daemon.proc.send_signal(signal.SIGTERM)
     wait_until(lambda: "shutting down" in "".join(daemon.log))
     with pytest.raises(grpc.RpcError) as caught:
         for _ in watch:
             pass
+    code, info, _ = details(caught.value)
+    assert (code, info.reason) == (grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN")
+    channel.close()
+    assert daemon.proc.wait(20) == 0
+
+
+def test_sigterm_ends_a_filtered_watch_replaying_a_long_log(make_daemon):
+    # A filtered watch replaying a long log that matches nothing neither sends nor waits;
+    # it must still stop at SIGTERM, well within a grace period shorter than the replay.
+    daemon = make_daemon("--shutdown-grace", "1s")
+    assert daemon.stop() == 0
+    with sqlite3.connect(daemon.db, isolation_level=None) as conn:
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO events (revision, type, task_id, state, from_state, reason, time_ms,"
+            " branch, worktree, description, created_at_ms) VALUES (?, 'STATE_CHANGED', 'w',"
+            " 'WORKING', 'ASSIGNED', '', 0, 'b', 'w', NULL, 0)",
+            ((revision,) for revision in range(1, 1_000_001)),
+        )
+        conn.execute(
+            "INSERT INTO workers VALUES ('w', 'WORKING', 'b', 'w', NULL, 0, 0, ?)", (1_000_000,)
+        )
+        conn.execute("COMMIT")
+    daemon.start()
+    watch = daemon.stub.WatchState(pb.WatchStateRequest(task_ids=["nobody"], start_revision=1))
+    daemon.stub.ListWorkers(pb.ListWorkersRequest())  # same connection: the watch is in
+    daemon.proc.send_signal(signal.SIGTERM)
+    with pytest.raises(grpc.RpcError) as caught:
+        next(watch)
     code, info, _ = details(caught.value)
     assert (code, info.reason) == (grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN")
     assert daemon.proc.wait(20) == 0

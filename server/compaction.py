@@ -14,7 +14,7 @@ from .clock import Clock
 from .config import Retention
 from .domain import WorkerStateError
 from .hub import Hub
-from .store import EventReader
+from .storage.base import Backend, DeleteEventsBelow
 from .writer import Writer
 
 log = logging.getLogger(__name__)
@@ -25,18 +25,18 @@ COMPACT_BATCH = 1000
 
 
 async def compact(
-    retention: Retention, hub: Hub, reader: EventReader, writer: Writer, clock: Clock
+    retention: Retention, hub: Hub, backend: Backend, writer: Writer, clock: Clock
 ) -> int:
     """Delete what the policy allows now; returns how many events were deleted."""
-    cutoff = await asyncio.to_thread(
-        reader.compaction_cutoff, hub.head, retention.events, clock.now_ms() - retention.for_ms
+    cutoff = await backend.compaction_cutoff(
+        hub.head, retention.events, clock.now_ms() - retention.for_ms
     )
     # Never below what was announced: a run cut short by a fault finishes the job next time.
     cutoff = max(cutoff, hub.compact_revision)
     hub.compact_revision = cutoff
     deleted = 0
     while True:
-        count = await writer.upkeep(lambda store: store.delete_events_below(cutoff, COMPACT_BATCH))
+        count = await writer.upkeep(DeleteEventsBelow(cutoff, COMPACT_BATCH))
         deleted += count
         if count < COMPACT_BATCH:
             break
@@ -46,11 +46,11 @@ async def compact(
 
 
 async def compact_every(
-    retention: Retention, hub: Hub, reader: EventReader, writer: Writer, clock: Clock
+    retention: Retention, hub: Hub, backend: Backend, writer: Writer, clock: Clock
 ) -> None:
     while True:
         await asyncio.sleep(retention.interval_ms / 1000)
         try:
-            await compact(retention, hub, reader, writer, clock)
+            await compact(retention, hub, backend, writer, clock)
         except WorkerStateError as e:
             log.warning("compaction failed, will retry next interval: %s", e)

@@ -1,14 +1,13 @@
-"""One running daemon: the file, the writer, the gRPC server and their background tasks.
+"""One running daemon: the backend, the writer, the gRPC server and their background tasks.
 
 Start and stop happen in a fixed order so that nothing acknowledged is lost: the server stops
 taking calls and drains before the writer commits its queue, heartbeats are flushed last, and
-the file is closed (and its lock released) only after all of that.
+the database is closed (and a file's lock released) only after all of that.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 from collections import Counter
@@ -32,7 +31,8 @@ from .messages import event_message
 from .metrics import FleetFigures, Metrics, RpcMetrics
 from .security import TokenAuth, check_listen, load_tokens, server_credentials
 from .servicer import Core, WorkerService
-from .store import EventReader, Store
+from .storage import open_backend
+from .storage.base import Backend, PruneRequests
 from .view import WorkerView
 from .writer import Writer
 
@@ -77,7 +77,6 @@ class Daemon:
 
     config: Config
     address: str
-    store: Store
     core: Core
     service: WorkerService
     server: grpc.aio.Server
@@ -88,22 +87,21 @@ class Daemon:
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Daemon:
         clock = clock or SystemClock()
-        store = Store.open(config.db)
+        backend = await open_backend(str(config.db))
         try:
-            return await cls._start(config, clock, store)
+            return await cls._start(config, clock, backend)
         except BaseException:
-            store.close()
+            await backend.close()
             raise
 
     @classmethod
-    async def _start(cls, config: Config, clock: Clock, store: Store) -> Daemon:
-        head = store.head_revision()
-        workers = store.load_workers()
-        view = WorkerView(workers, head)
-        hub = Hub(head, store.oldest_revision())
-        heartbeats = Heartbeats(store.load_heartbeats())
+    async def _start(cls, config: Config, clock: Clock, backend: Backend) -> Daemon:
+        loaded = await backend.load()
+        head = loaded.head
+        view = WorkerView(loaded.workers, head)
+        hub = Hub(head, loaded.compact_revision)
+        heartbeats = Heartbeats(loaded.heartbeats)
         liveness = Liveness(view, heartbeats, clock, config.thresholds, hub.publish_liveness)
-        reader = EventReader(config.db)
 
         def on_commit(events: list[Event]) -> None:
             # Readers see a change only now that it is durable; messages are built once here
@@ -117,7 +115,12 @@ class Daemon:
 
         metrics = Metrics() if config.metrics_listen else None
         writer = Writer(
-            store, clock, head, workers, on_commit, metrics.observe_commit if metrics else None
+            backend,
+            clock,
+            head,
+            loaded.workers,
+            on_commit,
+            metrics.observe_commit if metrics else None,
         )
         core = Core(
             writer=writer,
@@ -125,7 +128,7 @@ class Daemon:
             hub=hub,
             heartbeats=heartbeats,
             liveness=liveness,
-            reader=reader,
+            backend=backend,
             clock=clock,
             progress_interval_ms=config.progress_interval_ms,
             max_watchers=config.max_watchers,
@@ -171,24 +174,24 @@ class Daemon:
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         tasks = [
-            asyncio.create_task(heartbeats.flush_every(writer, config.heartbeat_flush_ms / 1000)),
+            asyncio.create_task(
+                heartbeats.flush_every(writer.upkeep, config.heartbeat_flush_ms / 1000)
+            ),
             asyncio.create_task(_prune_request_ids(writer, clock)),
             asyncio.create_task(liveness.run()),
-            asyncio.create_task(compact_every(config.retention, hub, reader, writer, clock)),
+            asyncio.create_task(compact_every(config.retention, hub, backend, writer, clock)),
         ]
         log.info(
             "serving %s on %s (db %s, revision %d, %d workers)",
             SERVICE_NAME,
             address,
-            config.db,
+            backend.name,
             head,
             len(view),
         )
         if stop_metrics is not None:
             log.info("serving metrics on http://%s/metrics", metrics_address)
-        return cls(
-            config, address, store, core, service, server, health_servicer, tasks, stop_metrics
-        )
+        return cls(config, address, core, service, server, health_servicer, tasks, stop_metrics)
 
     def cut_grace(self) -> None:
         """Cancel in-flight calls now instead of waiting out the grace period."""
@@ -206,10 +209,9 @@ class Daemon:
         for outcome in await asyncio.gather(*self.tasks, return_exceptions=True):
             if not isinstance(outcome, asyncio.CancelledError | None):
                 log.error("a background task had failed: %r", outcome)
-        await self.core.heartbeats.flush(self.core.writer)
+        await self.core.heartbeats.flush(self.core.writer.upkeep)
         await self.core.writer.close()
-        self.core.reader.close()
-        self.store.close()
+        await self.core.backend.close()
         if self.stop_metrics is not None:
             self.stop_metrics()
         log.info("stopped at revision %d", self.core.view.head)
@@ -279,9 +281,7 @@ async def _prune_request_ids(writer: Writer, clock: Clock) -> None:
     while True:
         before_ms = clock.now_ms() - REQUEST_ID_RETENTION_MS
         try:
-            pruned = await writer.upkeep(
-                functools.partial(Store.prune_requests, before_ms=before_ms)
-            )
+            pruned = await writer.upkeep(PruneRequests(before_ms))
         except WorkerStateError as e:
             log.warning("could not forget old request ids, will retry: %s", e)
         else:

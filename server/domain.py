@@ -214,6 +214,18 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class LivenessChange:
+    """A live worker's stale level crossed a threshold (or came back to OK on a beat)."""
+
+    revision: int  # head of the log when it was observed
+    worker: Worker
+    last_heartbeat_ms: int | None
+    from_level: StaleLevel
+    level: StaleLevel
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class CreateWorker:
     """Make a worker in ASSIGNED."""
 

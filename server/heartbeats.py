@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from .domain import WorkerStateError
-from .writer import Writer
+from .storage.base import SaveHeartbeats
+
+# How beats reach the database: the writer's upkeep, in the daemon.
+Save = Callable[[SaveHeartbeats], Awaitable[int]]
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +38,20 @@ class Heartbeats:
         """When the oldest beat not yet written arrived (for the flush-lag metric)."""
         return min((ms for ms, _ in self._unsaved.values()), default=None)
 
-    async def flush(self, writer: Writer) -> None:
+    async def flush(self, save: Save) -> None:
         """Write the beats received since the last flush; on failure keep them for the next."""
         if not self._unsaved:
             return
         batch, self._unsaved = self._unsaved, {}
         try:
-            rows = [(task_id, ms, activity) for task_id, (ms, activity) in batch.items()]
-            await writer.upkeep(lambda store: store.save_heartbeats(rows))
+            rows = tuple((task_id, ms, activity) for task_id, (ms, activity) in batch.items())
+            await save(SaveHeartbeats(rows))
         except WorkerStateError as e:
             log.warning("could not save %d heartbeats, will retry: %s", len(batch), e)
             # Newer beats that arrived meanwhile win over the ones being put back.
             self._unsaved = batch | self._unsaved
 
-    async def flush_every(self, writer: Writer, interval_s: float) -> None:
+    async def flush_every(self, save: Save, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
-            await self.flush(writer)
+            await self.flush(save)

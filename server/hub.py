@@ -14,8 +14,7 @@ from typing import Generic, TypeVar
 
 from workerstate.v1 import workerstate_pb2 as pb
 
-from .domain import Event, ShuttingDown
-from .liveness import LivenessChange
+from .domain import Event, LivenessChange, ShuttingDown
 
 T = TypeVar("T")
 

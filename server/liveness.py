@@ -11,29 +11,16 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from . import domain
 from .clock import Clock
-from .domain import LIVE_STATES, Event, StaleLevel, StaleThresholds, Worker
+from .domain import LIVE_STATES, Event, LivenessChange, StaleLevel, StaleThresholds, Worker
 from .heartbeats import Heartbeats
 from .view import WorkerView
 
 # Longest the timer sleeps without looking: a wall-clock step (or a test's manual clock) is
 # noticed within this long, and crossings fire within it.
 MAX_SLEEP_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class LivenessChange:
-    """A live worker's stale level crossed a threshold (or came back to OK on a beat)."""
-
-    revision: int  # head of the log when it was observed
-    worker: Worker
-    last_heartbeat_ms: int | None
-    from_level: StaleLevel
-    level: StaleLevel
-    time_ms: int
 
 
 class Liveness:

@@ -12,7 +12,7 @@ from . import logs, systemd
 from .config import Config, add_serve_arguments, config_from_args
 from .daemon import Daemon, ListenError
 from .security import SecurityError
-from .store import StoreError
+from .storage import StorageError
 
 log = logging.getLogger("workerstate")
 
@@ -52,7 +52,7 @@ def run(config: Config) -> int:
     logs.configure(config.log_level, config.log_format)
     try:
         asyncio.run(_serve(config))
-    except (StoreError, ListenError, SecurityError) as e:
+    except (StorageError, ListenError, SecurityError) as e:
         print(f"workerstate: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -1,8 +1,7 @@
 """The gRPC face of the daemon: check each request, run it, translate the answer.
 
 Mutations go to the writer; reads are answered from the in-memory view (workers), the hub's
-window (recent events) or the log on a reader thread (older events), so no read waits for
-a commit.
+window (recent events) or the backend's log (older events), so no read waits for a commit.
 """
 
 from __future__ import annotations
@@ -24,9 +23,9 @@ from .heartbeats import Heartbeats
 from .hub import Hub
 from .liveness import Liveness
 from .messages import STATE_TO_PB, event_message, set_time, worker_message
-from .store import EventReader
+from .storage.base import Backend
 from .view import WorkerView
-from .watch import Watch
+from .watch import Sources, Watch
 from .writer import Writer
 
 T = TypeVar("T")
@@ -41,7 +40,7 @@ class Core:
     hub: Hub
     heartbeats: Heartbeats
     liveness: Liveness
-    reader: EventReader
+    backend: Backend
     clock: Clock
     progress_interval_ms: int
     max_watchers: int
@@ -52,6 +51,14 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
 
     def __init__(self, core: Core) -> None:
         self._core = core
+        self._sources = Sources(
+            hub=core.hub,
+            view=core.view,
+            level=core.liveness.level,
+            events=core.backend.events,
+            clock=core.clock,
+            progress_interval_ms=core.progress_interval_ms,
+        )
         self._parked: set[asyncio.Task[object]] = set()
         self._stopping = False
         self.watchers = 0
@@ -177,8 +184,8 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         window = None if query.task_id else hub.since(query.after_revision + 1, query.limit)
         if window is not None:
             return pb.ListEventsResponse(events=[m for _, m in window], revision=head)
-        events = await asyncio.to_thread(
-            self._core.reader.events, query.after_revision, query.limit, query.task_id, head
+        events = await self._core.backend.events(
+            query.after_revision, query.limit, query.task_id, head
         )
         self._check_not_compacted(query.after_revision)  # compaction may have run meanwhile
         return pb.ListEventsResponse(events=[event_message(e) for e in events], revision=head)
@@ -235,7 +242,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             raise TooManyWatchers(self._core.max_watchers)
         self.watchers += 1
         try:
-            async for response in Watch(query, self._core).responses():
+            async for response in Watch(query, self._sources).responses():
                 self._check_open()
                 yield response
         finally:

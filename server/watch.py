@@ -1,7 +1,7 @@
 """One WatchState stream: snapshot, replay and live events, liveness and progress, in order.
 
 A watcher is only a cursor: the next revision it wants (and, with liveness, the next liveness
-change). It reads the hub's shared window, or the log on a reader thread when it has fallen
+change). It reads the hub's shared window, or the backend's log when it has fallen
 behind the window, and sends everything it has pending in one message. Sending awaits gRPC
 flow control, so a watcher that stops reading stops advancing and holds no events of its own.
 """
@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 from workerstate.v1 import workerstate_pb2 as pb
 
-from .domain import Event, RevisionCompacted, ShuttingDown, Worker
-from .liveness import LivenessChange
+from .clock import Clock
+from .domain import Event, LivenessChange, RevisionCompacted, ShuttingDown, StaleLevel, Worker
+from .hub import Hub
 from .messages import LEVEL_TO_PB, event_message, timestamp, worker_message
 from .validate import WatchQuery
-
-if TYPE_CHECKING:
-    from .servicer import Core
+from .view import WorkerView
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +30,26 @@ log = logging.getLogger(__name__)
 WATCH_BATCH = 500
 
 
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """The part of the daemon a watch reads, and nothing that writes: fan-out cannot reach
+    storage but through `events`, a read of the log."""
+
+    hub: Hub
+    view: WorkerView
+    level: Callable[[Worker, int], tuple[int | None, StaleLevel]]  # last beat, level at ms
+    events: Callable[[int, int, str, int], Awaitable[list[Event]]]  # Backend.events
+    clock: Clock
+    progress_interval_ms: int
+
+
 class Watch:
     """The state of one stream and the loop that feeds it."""
 
-    def __init__(self, query: WatchQuery, core: Core) -> None:
+    def __init__(self, query: WatchQuery, sources: Sources) -> None:
         self._query = query
-        self._core = core
-        self._progress_s = core.progress_interval_ms / 1000
+        self._sources = sources
+        self._progress_s = sources.progress_interval_ms / 1000
         self._last_sent = time.monotonic()
         self._unfiltered = not query.task_ids and not query.states
 
@@ -48,13 +60,13 @@ class Watch:
         return not q.states or worker.state in q.states
 
     async def responses(self) -> AsyncIterator[pb.WatchStateResponse]:
-        hub = self._core.hub
+        hub = self._sources.hub
         # Before the snapshot: a crossing announced while it is sent must not be skipped.
         liveness_seq = hub.liveness_next if self._query.liveness else None
         if self._query.send_initial_state:
             # Taken without awaiting, so the workers are exactly those as of `revision`.
-            revision = self._core.view.head
-            workers = [w for w in self._core.view.newest_first() if self._matches(w)]
+            revision = self._sources.view.head
+            workers = [w for w in self._sources.view.newest_first() if self._matches(w)]
             async for response in self._snapshot(revision, workers):
                 yield response
             next_revision = revision + 1
@@ -108,12 +120,12 @@ class Watch:
         self, revision: int, workers: list[Worker]
     ) -> AsyncIterator[pb.WatchStateResponse]:
         """SNAPSHOT events for the workers as of `revision`, then `synced`."""
-        core = self._core
+        core = self._sources
         for start in range(0, len(workers), WATCH_BATCH):
             now_ms = core.clock.now_ms()
             batch = []
             for worker in workers[start : start + WATCH_BATCH]:
-                beat, level = core.liveness.level(worker, now_ms)
+                beat, level = core.level(worker, now_ms)
                 batch.append(
                     pb.WorkerEvent(
                         revision=revision,
@@ -131,7 +143,7 @@ class Watch:
         Raises ShuttingDown once the hub is closed: a filtered watch replaying a long log
         that matches nothing neither sends nor waits, so it would not stop anywhere else.
         """
-        hub = self._core.hub
+        hub = self._sources.hub
         if hub.closed:
             raise ShuttingDown()
         if revision < hub.compact_revision:
@@ -139,16 +151,14 @@ class Watch:
         window = hub.since(revision, WATCH_BATCH)
         if window is not None:
             return list(window)
-        events = await asyncio.to_thread(
-            self._core.reader.events, revision - 1, WATCH_BATCH, "", hub.head
-        )
+        events = await self._sources.events(revision - 1, WATCH_BATCH, "", hub.head)
         if events and events[0].revision != revision:  # compacted while we read
             raise RevisionCompacted(revision, hub.compact_revision)
         return [(e, None) for e in events]
 
     def _liveness_upto(self, seq: int, revision: int) -> tuple[list[LivenessChange], int]:
         """Pending liveness changes observed at or before `revision`, and the next cursor."""
-        changes, missed = self._core.hub.liveness_since(seq)
+        changes, missed = self._sources.hub.liveness_since(seq)
         if missed:
             log.warning("a slow watcher missed %d liveness changes", missed)
             seq += missed

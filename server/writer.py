@@ -1,60 +1,46 @@
-"""The one writer: owns the write connection and commits queued changes in groups.
+"""The one writer: checks every change against the workers in memory and commits them in groups.
 
-Every change goes through here, on one thread, inside `BEGIN IMMEDIATE ... COMMIT` (the seed's
-discipline, without cross-process lock races). Whatever is queued when a commit starts joins
-it: each compare-and-set is still checked on its own against the state the earlier changes in
-the group left, but one fsync covers them all, and every caller is answered after it.
+This is the domain side of writing, the same for every backend. It runs as a task on the
+daemon's event loop. Whatever is queued when a group starts joins it: each compare-and-set is
+checked on its own against the state the earlier changes in the group left, one commit covers
+them all, and every caller is answered only after it. A group that fails is rolled back in
+the database and undone in memory, so both are as they were.
 
-Each SQLite statement releases the GIL and must win it back from the busy event loop, which
-took ~0.4 ms a change when every change ran its own three statements. So the writer keeps
-the current workers in memory (it is the only writer: they are exactly the file's, plus the
-group's pending changes), checks each compare-and-set against them, looks up a group's
-request ids at once, and writes the group in a few multi-row statements per table.
+The workers in memory are exactly the database's as of `head`, plus the group's pending
+changes. On a database that other daemons write too, a transaction first reports what they
+committed since `head` (taken under the same lock that gives the next revisions); those
+events are applied to memory before this group's compare-and-sets are checked, and reach the
+read side in revision order, ahead of the group's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-import queue
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from dataclasses import dataclass
 
 from . import domain
 from .clock import Clock
 from .domain import Command, Event, ShuttingDown, StorageUnavailable, Worker, WorkerStateError
-from .store import Store
+from .storage.base import Backend, BackendFault, Row, Transaction, Upkeep
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-# How many queued changes one commit may carry. Larger groups amortise the fsync further but
+# How many queued jobs one commit may carry. Larger groups amortise the commit further but
 # make the first caller in a group wait for the last one's statements; 256 changes take a few
 # milliseconds to apply, well under what the RPCs around them cost.
 MAX_GROUP = 256
 
 
 @dataclass(slots=True)
-class _Pending:
-    """What the group in progress has applied but not yet written, and how to undo it."""
-
-    rows: list[tuple[Event, str, str]] = field(default_factory=list)  # event, request id, print
-    requests: dict[str, tuple[str, Worker]] = field(default_factory=dict)  # id: print, answer
-    undo: dict[str, Worker | None] = field(default_factory=dict)  # task id: worker before
-    written: int = 0  # rows already written to the file
-
-
-@dataclass(slots=True)
 class _Job:
-    """One queued unit of work and where its answer goes: a command, or upkeep of the file."""
+    """One queued unit of work, a command or an upkeep job, and where its answer goes."""
 
     future: asyncio.Future[object]
-    command: Command | None = None
-    upkeep: Callable[[Store], object] | None = None
+    work: Command | Upkeep
 
 
 class Writer:
@@ -62,173 +48,112 @@ class Writer:
 
     def __init__(
         self,
-        store: Store,
+        backend: Backend,
         clock: Clock,
         head_revision: int,
         workers: Iterable[Worker],
         on_commit: Callable[[list[Event]], None],
         observe: Callable[[int, float], None] | None = None,
     ) -> None:
-        """`workers` are the file's; `observe(jobs, seconds)` is called on the writer thread
-        after each commit."""
-        self._store = store
+        """`workers` are the database's as of `head_revision`; `observe(jobs, seconds)` is
+        called after each group."""
+        self._backend = backend
         self._clock = clock
         self._head = head_revision
         self._workers = {w.task_id: w for w in workers}
         self._on_commit = on_commit
         self._observe = observe
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="workerstate-writer", daemon=True)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._idle: asyncio.Future[None] | None = None  # set while the task waits for work
+        self._task: asyncio.Task[None] | None = None
         self._closed = False
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._thread.start()
+        self._task = asyncio.create_task(self._run(), name="workerstate-writer")
 
     async def close(self) -> None:
-        """Commit what is queued, then stop the thread; later submissions get ShuttingDown."""
+        """Commit what is queued, then stop; later submissions get ShuttingDown."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
-        await asyncio.to_thread(self._thread.join)
+        self._wake()
+        if self._task is not None:
+            await self._task
 
     async def execute(self, command: Command) -> Worker:
         """Apply a command; returns the worker it left (or, for a retry, the original answer)."""
-        result = await self._submit(_Job(self._new_future(), command=command))
+        result = await self._submit(command)
         assert isinstance(result, Worker)
         return result
 
-    async def upkeep(self, work: Callable[[Store], T]) -> T:
-        """Run `work` on the store inside the next group's transaction (heartbeats, pruning,
-        compaction), so it never races a command and shares its fsync."""
-        result = await self._submit(_Job(self._new_future(), upkeep=work))
-        return cast(T, result)
+    async def upkeep(self, job: Upkeep) -> int:
+        """Run an upkeep job (heartbeats, pruning, compaction) inside the next group's
+        transaction, so it never races a command and shares its commit; returns its count."""
+        result = await self._submit(job)
+        assert isinstance(result, int)
+        return result
 
-    def _new_future(self) -> asyncio.Future[object]:
-        assert self._loop is not None, "Writer.start() was not called"
-        return self._loop.create_future()
-
-    async def _submit(self, job: _Job) -> object:
+    async def _submit(self, work: Command | Upkeep) -> object:
         if self._closed:
             raise ShuttingDown()
-        self._queue.put(job)
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Job(future, work))
+        self._wake()
         # A caller that gives up (deadline, cancel) cancels only its future: the queued change
-        # still commits or fails as a whole, and `_deliver` skips the answer.
-        return await job.future
+        # still commits or fails as a whole, and the answer is dropped.
+        return await future
 
-    # -- the writer thread ----------------------------------------------------------------
+    def _wake(self) -> None:
+        if self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            group = [first]
-            while len(group) < MAX_GROUP:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stopping = True
-                    break
-                group.append(job)
-            self._commit(group)
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closed:
+                    return
+                self._idle = loop.create_future()
+                await self._idle
+                continue
+            size = min(len(self._queue), MAX_GROUP)
+            await self._commit([self._queue.popleft() for _ in range(size)])
 
-    def _commit(self, group: list[_Job]) -> None:
+    async def _commit(self, group: list[_Job]) -> None:
         head_before = self._head
-        pending = _Pending()
-        events: list[Event] = []
+        undo: dict[str, Worker | None] = {}  # task id: worker before the group
+        rows: list[Row] = []
         outcomes: list[object] = []
-        now_ms = self._clock.now_ms()
+        events: list[Event] = []
         started = time.perf_counter()
+        transaction: Transaction | None = None
         try:
-            self._store.begin()
-            # Retries are answered from the file: every request id in the group is looked up
-            # at once, and `pending.requests` then also records those applied in this group.
-            request_ids = [
-                j.command.request_id for j in group if j.command and j.command.request_id
-            ]
-            if request_ids:
-                pending.requests = self._store.applied_requests(request_ids)
-            for job in group:
-                try:
-                    outcomes.append(self._apply(job, now_ms, pending))
-                except WorkerStateError as e:
-                    outcomes.append(e)
-            self._write(pending)
-            self._store.commit()
-            events = [event for event, _, _ in pending.rows]
-        except sqlite3.Error as e:
-            log.error("commit of %d changes failed, nothing written: %s", len(group), e)
-            self._roll_back(head_before, pending)
+            transaction = await self._backend.begin(self._head)
+            for event in transaction.foreign:
+                self._set(event.worker, undo)
+                self._head = event.revision
+            events.extend(transaction.foreign)
+            outcomes = await self._apply(group, transaction, rows, undo)
+            upkeep = [job.work for job in group if isinstance(job.work, Upkeep)]
+            counts = iter(await transaction.write(rows, upkeep))
+            outcomes = [next(counts) if o is None else o for o in outcomes]
+            await transaction.commit(self._head)
+            events.extend(row.event for row in rows)
+        except BackendFault as e:
+            log.error("commit of %d jobs failed, nothing written: %s", len(group), e)
+            await self._roll_back(transaction, head_before, undo)
             error = StorageUnavailable(
                 f"the database could not commit ({e}); nothing was written, retry later"
             )
             events, outcomes = [], [error] * len(group)
         except Exception:
-            # A bug, not a storage fault: keep the writer alive and the file consistent.
+            # A bug, not a storage fault: keep the writer alive and the database consistent.
             log.exception("the writer failed on a group of %d jobs; rolled back", len(group))
-            self._roll_back(head_before, pending)
+            await self._roll_back(transaction, head_before, undo)
             error = StorageUnavailable("internal error in the writer; nothing was written")
             events, outcomes = [], [error] * len(group)
         if self._observe is not None:
             self._observe(len(group), time.perf_counter() - started)
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._deliver, group, outcomes, events)
-
-    def _roll_back(self, head_before: int, pending: _Pending) -> None:
-        self._head = head_before
-        for task_id, worker in pending.undo.items():
-            if worker is None:
-                del self._workers[task_id]
-            else:
-                self._workers[task_id] = worker
-        try:
-            self._store.rollback()
-        except sqlite3.Error as e:
-            log.error("rollback failed: %s", e)
-
-    def _write(self, pending: _Pending) -> None:
-        """Write the rows the group applied since the last write."""
-        if len(pending.rows) > pending.written:
-            self._store.append(pending.rows[pending.written :])
-            pending.written = len(pending.rows)
-
-    def _apply(self, job: _Job, now_ms: int, pending: _Pending) -> object:
-        if job.upkeep is not None:
-            # Upkeep reads and writes the file itself: everything before it is written first.
-            self._write(pending)
-            return job.upkeep(self._store)
-        command = job.command
-        assert command is not None
-        fingerprint = ""
-        if command.request_id:
-            fingerprint = domain.fingerprint(command)
-            applied = pending.requests.get(command.request_id)
-            if applied is not None:
-                if applied[0] != fingerprint:
-                    raise domain.RequestIdReused(command.request_id)
-                return applied[1]
-        current = self._workers.get(command.task_id)
-        event = domain.apply(command, current, self._head + 1, now_ms)
-        worker = event.worker
-        pending.undo.setdefault(worker.task_id, current)
-        self._workers[worker.task_id] = worker
-        pending.rows.append((event, command.request_id, fingerprint))
-        if command.request_id:
-            pending.requests[command.request_id] = (fingerprint, worker)
-        self._head = event.revision
-        return worker
-
-    # -- back on the event loop -----------------------------------------------------------
-
-    def _deliver(
-        self, group: Sequence[_Job], outcomes: Sequence[object], events: list[Event]
-    ) -> None:
         if events:
             self._on_commit(events)
         for job, outcome in zip(group, outcomes, strict=True):
@@ -238,3 +163,71 @@ class Writer:
                 job.future.set_exception(outcome)
             else:
                 job.future.set_result(outcome)
+
+    async def _apply(
+        self,
+        group: Sequence[_Job],
+        transaction: Transaction,
+        rows: list[Row],
+        undo: dict[str, Worker | None],
+    ) -> list[object]:
+        """Check and apply each command in memory; an outcome per job (None for upkeep)."""
+        # Retries are answered from the database: every request id in the group is looked up
+        # at once, and `requests` then also records those applied in this group.
+        request_ids = [
+            job.work.request_id
+            for job in group
+            if isinstance(job.work, Command) and job.work.request_id
+        ]
+        requests = await transaction.applied_requests(request_ids) if request_ids else {}
+        now_ms = self._clock.now_ms()
+        outcomes: list[object] = []
+        for job in group:
+            if not isinstance(job.work, Command):
+                outcomes.append(None)
+                continue
+            try:
+                outcomes.append(self._apply_one(job.work, now_ms, requests, rows, undo))
+            except WorkerStateError as e:
+                outcomes.append(e)
+        return outcomes
+
+    def _apply_one(
+        self,
+        command: Command,
+        now_ms: int,
+        requests: dict[str, tuple[str, Worker]],
+        rows: list[Row],
+        undo: dict[str, Worker | None],
+    ) -> Worker:
+        fingerprint = ""
+        if command.request_id:
+            fingerprint = domain.fingerprint(command)
+            applied = requests.get(command.request_id)
+            if applied is not None:
+                if applied[0] != fingerprint:
+                    raise domain.RequestIdReused(command.request_id)
+                return applied[1]
+        event = domain.apply(command, self._workers.get(command.task_id), self._head + 1, now_ms)
+        self._set(event.worker, undo)
+        rows.append(Row(event, command.request_id, fingerprint))
+        if command.request_id:
+            requests[command.request_id] = (fingerprint, event.worker)
+        self._head = event.revision
+        return event.worker
+
+    def _set(self, worker: Worker, undo: dict[str, Worker | None]) -> None:
+        undo.setdefault(worker.task_id, self._workers.get(worker.task_id))
+        self._workers[worker.task_id] = worker
+
+    async def _roll_back(
+        self, transaction: Transaction | None, head_before: int, undo: dict[str, Worker | None]
+    ) -> None:
+        self._head = head_before
+        for task_id, worker in undo.items():
+            if worker is None:
+                del self._workers[task_id]
+            else:
+                self._workers[task_id] = worker
+        if transaction is not None:
+            await transaction.rollback()

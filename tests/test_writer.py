@@ -1,23 +1,24 @@
 """The writer on a real file: groups of changes, their rollback, and retries inside a group.
 
 These drive `Writer` directly, because what they check (several jobs landing in one group, a
-group failing half way) cannot be arranged reliably from outside the daemon. A blocking
-upkeep job holds the writer thread while the next group queues up behind it.
+group failing half way) cannot be arranged reliably from outside the daemon. Jobs submitted
+together are all queued before the writer task next runs, so they form one group; the
+writer's `observe` hook records each group's size, and the tests check it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
 from workerstate.server import validate
 from workerstate.server.clock import ManualClock
 from workerstate.server.domain import Event, StorageUnavailable, Worker, WorkerState
-from workerstate.server.store import Store
+from workerstate.server.storage.base import BackendFault, Row, SaveHeartbeats, Upkeep
+from workerstate.server.storage.sqlite import SQLiteBackend, SQLiteTransaction
 from workerstate.server.writer import Writer
 from workerstate.v1 import workerstate_pb2 as pb
 
@@ -36,49 +37,69 @@ def stored(path: Path) -> tuple[list[tuple[int, str]], list[str]]:
         return [tuple(row) for row in events], [row[0] for row in workers]  # type: ignore[misc]
 
 
-def run_writer(path: Path, body: Callable[[Writer, list[Event]], Awaitable[None]]) -> None:
+class FailingWrites(SQLiteBackend):
+    """The real file, but a group that carries a heartbeat for task "boom" fails in the
+    middle of its statements, as a full disk would."""
+
+    async def begin(self, known_head: int) -> SQLiteTransaction:
+        transaction = await super().begin(known_head)
+        write = transaction.write
+
+        async def failing(rows: Sequence[Row], upkeep: Sequence[Upkeep]) -> list[int]:
+            counts = await write(rows, upkeep)
+            if any(isinstance(j, SaveHeartbeats) and j.beats[0][0] == "boom" for j in upkeep):
+                raise BackendFault("disk I/O error")
+            return counts
+
+        transaction.write = failing  # type: ignore[method-assign]
+        return transaction
+
+
+def run_writer(
+    path: Path,
+    body: Callable[[Writer, list[Event]], Awaitable[None]],
+    backend_type: type[SQLiteBackend] = SQLiteBackend,
+    observe: Callable[[int, float], None] | None = None,
+) -> None:
     """Open the file, start a writer on it, run `body`, close both."""
 
     async def main() -> None:
-        store = Store.open(path)
+        backend = backend_type.open(path)
+        loaded = await backend.load()
         committed: list[Event] = []
         writer = Writer(
-            store, ManualClock(), store.head_revision(), store.load_workers(), committed.extend
+            backend, ManualClock(), loaded.head, loaded.workers, committed.extend, observe
         )
         writer.start()
         try:
             await body(writer, committed)
         finally:
             await writer.close()
-            store.close()
+            await backend.close()
 
     asyncio.run(main())
 
 
-async def in_one_group(writer: Writer, jobs: list[Awaitable[object]]) -> list[object]:
-    """Run `jobs` as one group: they queue while an upkeep job holds the writer thread."""
-    release = threading.Event()
-    held = asyncio.ensure_future(writer.upkeep(lambda store: release.wait(10)))
-    await asyncio.sleep(0.05)  # the writer thread is now inside the blocking job
+async def in_one_group(jobs: list[Awaitable[object]]) -> list[object]:
+    """Run `jobs` as one group: all are queued before the writer task next runs."""
     tasks = [asyncio.ensure_future(job) for job in jobs]
-    await asyncio.sleep(0.05)  # every job is queued behind it
-    release.set()
-    await held
     return list(await asyncio.gather(*tasks, return_exceptions=True))
 
 
 def test_a_group_is_written_whole_across_statement_sizes(tmp_path):
     """37 changes in one group go out in several multi-row statements (32 + 4 + 1)."""
     path = tmp_path / "ws.db"
+    groups: list[int] = []
 
     async def body(writer: Writer, committed: list[Event]) -> None:
         answers = await in_one_group(
-            writer, [writer.execute(create(f"w{i:02}", f"r{i}")) for i in range(37)]
+            [writer.execute(create(f"w{i:02}", f"r{i}")) for i in range(37)]
         )
         assert [a.revision for a in answers if isinstance(a, Worker)] == list(range(1, 38))
         assert [e.revision for e in committed] == list(range(1, 38))
 
-    run_writer(path, body)
+    run_writer(path, body, observe=lambda jobs, _: groups.append(jobs))
+    assert groups == [37]
     events, workers = stored(path)
     assert events == [(i + 1, f"w{i:02}") for i in range(37)]
     assert workers == [f"w{i:02}" for i in range(37)]
@@ -87,18 +108,14 @@ def test_a_group_is_written_whole_across_statement_sizes(tmp_path):
 def test_a_failed_group_leaves_neither_the_file_nor_the_writer_changed(tmp_path):
     path = tmp_path / "ws.db"
 
-    def fail(store: Store) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
-
     async def body(writer: Writer, committed: list[Event]) -> None:
         await writer.execute(create("kept"))
         answers = await in_one_group(
-            writer,
             [
                 writer.execute(create("lost-1")),
-                writer.upkeep(fail),
+                writer.upkeep(SaveHeartbeats((("boom", 1, ""),))),
                 writer.execute(create("lost-2")),
-            ],
+            ]
         )
         assert all(isinstance(a, StorageUnavailable) for a in answers)
         # The writer forgot the rolled-back creations: they succeed now, at the same revisions
@@ -107,7 +124,7 @@ def test_a_failed_group_leaves_neither_the_file_nor_the_writer_changed(tmp_path)
         assert [(w.task_id, w.revision) for w in again] == [("lost-1", 2), ("lost-2", 3)]
         assert [e.revision for e in committed] == [1, 2, 3]
 
-    run_writer(path, body)
+    run_writer(path, body, FailingWrites)
     assert stored(path) == (
         [(1, "kept"), (2, "lost-1"), (3, "lost-2")],
         ["kept", "lost-1", "lost-2"],
@@ -119,7 +136,7 @@ def test_a_request_id_repeated_inside_one_group_is_applied_once(tmp_path):
 
     async def body(writer: Writer, committed: list[Event]) -> None:
         first, second = await in_one_group(
-            writer, [writer.execute(create("dup", "same")), writer.execute(create("dup", "same"))]
+            [writer.execute(create("dup", "same")), writer.execute(create("dup", "same"))]
         )
         assert first == second
         assert isinstance(first, Worker) and first.state is WorkerState.ASSIGNED
@@ -130,26 +147,27 @@ def test_a_request_id_repeated_inside_one_group_is_applied_once(tmp_path):
     assert stored(path) == ([(1, "dup")], ["dup"])
 
 
-def test_upkeep_inside_a_group_sees_the_changes_queued_before_it(tmp_path):
+def test_upkeep_shares_the_commit_of_the_commands_around_it(tmp_path):
     path = tmp_path / "ws.db"
-
-    def count_events(store: Store) -> int:
-        return int(store._conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    groups: list[int] = []
 
     async def body(writer: Writer, committed: list[Event]) -> None:
         answers = await in_one_group(
-            writer,
             [
                 writer.execute(create("a")),
+                writer.upkeep(SaveHeartbeats((("a", 5, "x"), ("b", 6, "")))),
                 writer.execute(create("b")),
-                writer.upkeep(count_events),
-                writer.execute(create("c")),
-            ],
+            ]
         )
-        assert answers[2] == 2
+        assert answers[1] == 2
+        assert [e.revision for e in committed] == [1, 2]
 
-    run_writer(path, body)
-    assert stored(path)[1] == ["a", "b", "c"]
+    run_writer(path, body, observe=lambda jobs, _: groups.append(jobs))
+    assert groups == [3]
+    assert stored(path)[1] == ["a", "b"]
+    with sqlite3.connect(path) as conn:
+        beats = conn.execute("SELECT task_id, ts_ms, activity FROM heartbeats ORDER BY task_id")
+        assert beats.fetchall() == [("a", 5, "x"), ("b", 6, "")]
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 255, 256])
@@ -159,9 +177,9 @@ def test_request_ids_are_looked_up_for_any_group_size(tmp_path, size):
 
     async def body(writer: Writer, committed: list[Event]) -> None:
         jobs = [writer.execute(create(f"w{i}", f"r{i}")) for i in range(size)]
-        originals = await in_one_group(writer, jobs)
+        originals = await in_one_group(jobs)
         retries = await in_one_group(
-            writer, [writer.execute(create(f"w{i}", f"r{i}")) for i in range(size)]
+            [writer.execute(create(f"w{i}", f"r{i}")) for i in range(size)]
         )
         assert retries == originals
         assert len(committed) == size

@@ -1,0 +1,131 @@
+"""The storage seam: what the daemon asks of a database, whichever engine holds it.
+
+The domain side of writing (compare-and-set against the workers in memory, request ids,
+grouping, undo) lives in the writer and is written once. A backend only opens and migrates
+its database, loads it, runs one group's transaction, and reads the log. Everything that
+crosses the seam is plain data, so a backend may run its statements inline, on a thread, in
+another process or over a network connection.
+
+A transaction begins by taking the database's write lock, the one that hands out the next
+revisions. Under that lock it reports what other daemons committed since this one last looked
+(`Transaction.foreign`): on a database several daemons share, the writer applies those events
+to memory before it checks its own compare-and-sets. On a file one daemon owns there are
+never any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..domain import Event, Worker
+
+
+class StorageError(Exception):
+    """The database cannot be served at all (locked, foreign, too new, unreachable); the
+    daemon refuses to start with this message."""
+
+
+class BackendFault(Exception):
+    """A statement or commit failed; the transaction is rolled back, nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """One consistent picture of the database, read at start."""
+
+    head: int  # newest revision, 0 for an empty log
+    compact_revision: int  # oldest stored revision (head + 1 when none is stored)
+    workers: list[Worker]  # oldest change first
+    heartbeats: dict[str, int]  # task id: last stored beat, ms
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One change to store: its event, and the request id (or "") with its fingerprint."""
+
+    event: Event
+    request_id: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class SaveHeartbeats:
+    """Upsert beat times and activities: (task id, ms, activity)."""
+
+    beats: tuple[tuple[str, int, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteEventsBelow:
+    """Compaction: delete up to `limit` of the oldest events below `revision`."""
+
+    revision: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class PruneRequests:
+    """Forget request ids applied before `before_ms`."""
+
+    before_ms: int
+
+
+# Upkeep jobs ride in a group's transaction like commands do, so they never race one and
+# share its commit. Each answers with how many rows it touched.
+Upkeep = SaveHeartbeats | DeleteEventsBelow | PruneRequests
+
+
+class Transaction(Protocol):
+    """One group's transaction, begun under the database's write lock."""
+
+    @property
+    def foreign(self) -> Sequence[Event]:
+        """Events other daemons committed after the head this daemon knew, oldest first."""
+        ...
+
+    async def applied_requests(self, request_ids: Sequence[str]) -> dict[str, tuple[str, Worker]]:
+        """The fingerprint and answer of each of `request_ids` already applied."""
+        ...
+
+    async def write(self, rows: Sequence[Row], upkeep: Sequence[Upkeep]) -> list[int]:
+        """Store the group's changes (each worker as its last event left it, every event,
+        the request ids), then run the upkeep jobs; returns each job's count."""
+        ...
+
+    async def commit(self, head: int) -> None:
+        """Make the group durable; `head` is the newest revision it holds."""
+        ...
+
+    async def rollback(self) -> None:
+        """Undo everything since `begin`; never raises."""
+        ...
+
+
+class Backend(Protocol):
+    """A database the daemon serves from."""
+
+    @property
+    def name(self) -> str:
+        """What the logs call it: a path, or a URL without its password."""
+        ...
+
+    async def load(self) -> Loaded: ...
+
+    async def begin(self, known_head: int) -> Transaction:
+        """Take the write lock and start a group's transaction; raises BackendFault."""
+        ...
+
+    async def events(self, after_revision: int, limit: int, task_id: str, upto: int) -> list[Event]:
+        """Up to `limit` stored events in (after_revision, upto], oldest first; one task's
+        or all. `upto` keeps an answer consistent with the head the caller reports: the
+        database may already hold a commit whose answer has not reached the read side."""
+        ...
+
+    async def compaction_cutoff(self, head: int, keep_events: int, before_ms: int) -> int:
+        """The oldest revision to keep: events below it are both older than `before_ms`
+        and not among the newest `keep_events`."""
+        ...
+
+    async def close(self) -> None: ...

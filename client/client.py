@@ -266,8 +266,9 @@ class AsyncWatch:
     repeated. Computed events are not replayed: LIVENESS_CHANGED events that happened
     during the outage are gone (ask for a snapshot to learn current levels), and a
     connection lost before `synced` sends the whole snapshot again. On REVISION_COMPACTED it
-    raises, or with `relist_on_compaction` starts over with a fresh snapshot. Do not wrap
-    `anext()` in a timeout: cancelling an async generator mid-step closes it.
+    raises, or with `relist_on_compaction` starts over with a fresh snapshot. `close()` (or
+    leaving `async with`) ends the iteration, by the same name as the blocking Watch's. Do
+    not wrap `anext()` in a timeout: cancelling an async generator mid-step closes it.
     """
 
     def __init__(
@@ -281,7 +282,7 @@ class AsyncWatch:
         self.synced = False
         self._snapshot_needed = request.send_initial_state
         self._call: Any = None
-        self._cancelled = False
+        self._closed = False
         self._events = self._stream()
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -290,8 +291,15 @@ class AsyncWatch:
     async def __anext__(self) -> Event:
         return await self._events.__anext__()
 
-    def cancel(self) -> None:
-        self._cancelled = True
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the iteration: the next step (or the one waiting now) stops it."""
+        self._closed = True
         if self._call is not None:
             self._call.cancel()
 
@@ -326,12 +334,12 @@ class AsyncWatch:
                         yield event
                 return
             except asyncio.CancelledError:
-                if self._cancelled:
-                    return  # grpc.aio reports our own cancel() this way
+                if self._closed:
+                    return  # grpc.aio reports our own close() this way
                 raise
             except grpc.RpcError as rpc_error:
-                if self._cancelled:
-                    return  # our own cancel(); anything else is the daemon's doing
+                if self._closed:
+                    return  # our own close(); anything else is the daemon's doing
                 error = from_rpc_error(rpc_error)
                 if isinstance(error, RevisionCompacted) and self._relist:
                     self.synced, self._snapshot_needed = False, True
@@ -617,7 +625,7 @@ class Watch:
         self.close()
 
     def close(self) -> None:
-        self._client._loop.call_soon_threadsafe(self._watch.cancel)
+        self._client._loop.call_soon_threadsafe(self._watch.close)
 
 
 class Heartbeater:
@@ -628,8 +636,17 @@ class Heartbeater:
         self._heartbeater = heartbeater
 
     @property
+    def task_id(self) -> str:
+        return self._heartbeater.task_id
+
+    @property
     def state(self) -> WorkerState | None:
         return self._heartbeater.state
+
+    @property
+    def error(self) -> WorkerStateError | None:
+        """Why the daemon refused the beats, once `ended` is set because of it."""
+        return self._heartbeater.error
 
     @property
     def ended(self) -> threading.Event:
@@ -642,6 +659,14 @@ class Heartbeater:
     @activity.setter
     def activity(self, value: str) -> None:
         self._heartbeater.activity = value
+
+    @property
+    def interval(self) -> float:
+        return self._heartbeater.interval
+
+    @interval.setter
+    def interval(self, value: float) -> None:
+        self._heartbeater.interval = value
 
     def __enter__(self) -> Self:
         self._client._run(self._heartbeater.__aenter__())

@@ -246,7 +246,7 @@ def test_a_refused_heartbeater_says_why_and_ends(make_daemon, tokens):
     with WorkerClient(daemon.address, security=Security(token="s3cret-reader")) as reader:
         with reader.heartbeater("hb", interval=0.1) as beats:
             assert beats.ended.wait(5)
-        assert isinstance(beats._heartbeater.error, PermissionDenied)
+        assert isinstance(beats.error, PermissionDenied)
 
 
 def test_cli_reports_an_unreadable_tls_file(tmp_path):

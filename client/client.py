@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import json
 import random
 import threading
 import uuid
@@ -32,6 +33,7 @@ from .errors import (
     WorkerStateError,
     from_rpc_error,
 )
+from .targets import channel_target
 from .types import Event, EventType, StaleLevel, Worker, WorkerState
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -41,8 +43,15 @@ Response = TypeVar("Response")
 
 
 # Ping a quiet connection every 30 s (the daemon allows one per 10 s), so a long watch or
-# heartbeat stream on a half-open connection fails over instead of hanging.
-CHANNEL_OPTIONS = (("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000))
+# heartbeat stream on a half-open connection fails over instead of hanging. With several
+# addresses, `pick_first` (gRPC's default, named so it stays so) keeps every call on one
+# daemon, so a client reads its own writes, and moves on, in the listed order, only when
+# that daemon is unreachable; `round_robin` would spread a client's calls over daemons.
+CHANNEL_OPTIONS = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"pick_first": {}}]})),
+)
 
 
 @dataclass(frozen=True)
@@ -61,14 +70,20 @@ class Security:
     tls_key: Path | None = None
 
     def channel(self, target: str) -> grpc.aio.Channel:
+        """A channel to `target`: one address, or several separated by commas (see
+        `targets`), with TLS and tokens as configured."""
+        target, authority = channel_target(target)
+        options: tuple[tuple[str, str | int], ...] = CHANNEL_OPTIONS
+        if authority is not None:
+            options += (("grpc.default_authority", authority),)
         if not (self.tls or self.tls_ca or self.tls_cert):
-            return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            return grpc.aio.insecure_channel(target, options=options)
         credentials = grpc.ssl_channel_credentials(
             root_certificates=self.tls_ca.read_bytes() if self.tls_ca else None,
             private_key=self.tls_key.read_bytes() if self.tls_key else None,
             certificate_chain=self.tls_cert.read_bytes() if self.tls_cert else None,
         )
-        return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(target, credentials, options=options)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
@@ -101,7 +116,10 @@ class AsyncWorkerClient:
         retry: RetryPolicy = RetryPolicy(),
         security: Security = Security(),
     ) -> None:
-        """`target` is `host:port` or `unix:/path`; `timeout` bounds each attempt."""
+        """`target` is `host:port` or `unix:/path`, or several of them separated by commas
+        to fail over between (tried in order); `timeout` bounds each attempt.
+
+        Raises ValueError for a list entry that is not an address."""
         self.target = target
         self._timeout = timeout
         self._retry = retry

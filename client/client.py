@@ -481,7 +481,11 @@ class WorkerClient:
         async def make() -> AsyncWorkerClient:
             return AsyncWorkerClient(target, timeout=timeout, retry=retry, security=security)
 
-        self._async = self._run(make())
+        try:
+            self._async = self._run(make())
+        except BaseException:  # a malformed target, an unreadable TLS file: no thread left
+            self._stop_loop()
+            raise
         self.target = target
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -497,6 +501,9 @@ class WorkerClient:
         if self._loop.is_closed():
             return
         self._run(self._async.close())
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()

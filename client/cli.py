@@ -30,6 +30,7 @@ from .errors import (
     WorkerNotFound,
     WorkerStateError,
 )
+from .targets import split_addresses
 from .types import Event, StaleLevel, Worker, WorkerState
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_UNAVAILABLE = range(6)
@@ -296,6 +297,16 @@ def _revision(text: str) -> int:
     return value
 
 
+def _server(text: str) -> str:
+    """Checks a list of addresses when it is given, so a typo is a usage error."""
+    if "," in text:
+        try:
+            split_addresses(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     def global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
         # On the top parser with defaults; on each command with SUPPRESS, so an option given
@@ -305,8 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
             default=os.environ.get("WORKERSTATE_SERVER", DEFAULT_TARGET)
             if defaults
             else argparse.SUPPRESS,
-            help=f"daemon address, HOST:PORT or unix:PATH (env WORKERSTATE_SERVER; "
-            f"default: {DEFAULT_TARGET})",
+            type=_server,
+            help="daemon address, HOST:PORT or unix:PATH; several, separated by commas "
+            "(a:5001,b:5001), are tried in order and a call moves to the next when one is "
+            f"unreachable (env WORKERSTATE_SERVER; default: {DEFAULT_TARGET})",
         )
         parser.add_argument(
             "--tls",
@@ -466,9 +479,10 @@ def _explain(error: WorkerStateError, server: str) -> str:
     if isinstance(error, InvalidArgument):
         return "; ".join(f"{field}: {problem}" for field, problem in error.violations.items())
     if type(error) is Unavailable:
+        which = "any workerstate daemon" if "," in server else "the workerstate daemon"
         return (
-            f"cannot reach the workerstate daemon at {server} ({error.message}); is it "
-            "running? Start one with `workerstate serve`, or pick another with --server"
+            f"cannot reach {which} at {server} ({error.message}); is it running? Start one "
+            "with `workerstate serve`, or pick another with --server"
         )
     return error.message
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import json
 import random
 import threading
 import uuid
@@ -32,6 +33,7 @@ from .errors import (
     WorkerStateError,
     from_rpc_error,
 )
+from .targets import channel_target
 from .types import Event, EventType, StaleLevel, Worker, WorkerState
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -41,8 +43,15 @@ Response = TypeVar("Response")
 
 
 # Ping a quiet connection every 30 s (the daemon allows one per 10 s), so a long watch or
-# heartbeat stream on a half-open connection fails over instead of hanging.
-CHANNEL_OPTIONS = (("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000))
+# heartbeat stream on a half-open connection fails over instead of hanging. With several
+# addresses, `pick_first` (gRPC's default, named so it stays so) keeps every call on one
+# daemon, so a client reads its own writes, and moves on, in the listed order, only when
+# that daemon is unreachable; `round_robin` would spread a client's calls over daemons.
+CHANNEL_OPTIONS = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"pick_first": {}}]})),
+)
 
 
 @dataclass(frozen=True)
@@ -61,14 +70,20 @@ class Security:
     tls_key: Path | None = None
 
     def channel(self, target: str) -> grpc.aio.Channel:
+        """A channel to `target`: one address, or several separated by commas (see
+        `targets`), with TLS and tokens as configured."""
+        target, authority = channel_target(target)
+        options: tuple[tuple[str, str | int], ...] = CHANNEL_OPTIONS
+        if authority is not None:
+            options += (("grpc.default_authority", authority),)
         if not (self.tls or self.tls_ca or self.tls_cert):
-            return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            return grpc.aio.insecure_channel(target, options=options)
         credentials = grpc.ssl_channel_credentials(
             root_certificates=self.tls_ca.read_bytes() if self.tls_ca else None,
             private_key=self.tls_key.read_bytes() if self.tls_key else None,
             certificate_chain=self.tls_cert.read_bytes() if self.tls_cert else None,
         )
-        return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(target, credentials, options=options)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
@@ -101,7 +116,10 @@ class AsyncWorkerClient:
         retry: RetryPolicy = RetryPolicy(),
         security: Security = Security(),
     ) -> None:
-        """`target` is `host:port` or `unix:/path`; `timeout` bounds each attempt."""
+        """`target` is `host:port` or `unix:/path`, or several of them separated by commas
+        to fail over between (tried in order); `timeout` bounds each attempt.
+
+        Raises ValueError for a list entry that is not an address."""
         self.target = target
         self._timeout = timeout
         self._retry = retry
@@ -266,8 +284,9 @@ class AsyncWatch:
     repeated. Computed events are not replayed: LIVENESS_CHANGED events that happened
     during the outage are gone (ask for a snapshot to learn current levels), and a
     connection lost before `synced` sends the whole snapshot again. On REVISION_COMPACTED it
-    raises, or with `relist_on_compaction` starts over with a fresh snapshot. Do not wrap
-    `anext()` in a timeout: cancelling an async generator mid-step closes it.
+    raises, or with `relist_on_compaction` starts over with a fresh snapshot. `close()` (or
+    leaving `async with`) ends the iteration, by the same name as the blocking Watch's. Do
+    not wrap `anext()` in a timeout: cancelling an async generator mid-step closes it.
     """
 
     def __init__(
@@ -281,7 +300,7 @@ class AsyncWatch:
         self.synced = False
         self._snapshot_needed = request.send_initial_state
         self._call: Any = None
-        self._cancelled = False
+        self._closed = False
         self._events = self._stream()
 
     def __aiter__(self) -> AsyncIterator[Event]:
@@ -290,8 +309,15 @@ class AsyncWatch:
     async def __anext__(self) -> Event:
         return await self._events.__anext__()
 
-    def cancel(self) -> None:
-        self._cancelled = True
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the iteration: the next step (or the one waiting now) stops it."""
+        self._closed = True
         if self._call is not None:
             self._call.cancel()
 
@@ -326,12 +352,12 @@ class AsyncWatch:
                         yield event
                 return
             except asyncio.CancelledError:
-                if self._cancelled:
-                    return  # grpc.aio reports our own cancel() this way
+                if self._closed:
+                    return  # grpc.aio reports our own close() this way
                 raise
             except grpc.RpcError as rpc_error:
-                if self._cancelled:
-                    return  # our own cancel(); anything else is the daemon's doing
+                if self._closed:
+                    return  # our own close(); anything else is the daemon's doing
                 error = from_rpc_error(rpc_error)
                 if isinstance(error, RevisionCompacted) and self._relist:
                     self.synced, self._snapshot_needed = False, True
@@ -455,7 +481,11 @@ class WorkerClient:
         async def make() -> AsyncWorkerClient:
             return AsyncWorkerClient(target, timeout=timeout, retry=retry, security=security)
 
-        self._async = self._run(make())
+        try:
+            self._async = self._run(make())
+        except BaseException:  # a malformed target, an unreadable TLS file: no thread left
+            self._stop_loop()
+            raise
         self.target = target
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -471,6 +501,9 @@ class WorkerClient:
         if self._loop.is_closed():
             return
         self._run(self._async.close())
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
@@ -617,7 +650,7 @@ class Watch:
         self.close()
 
     def close(self) -> None:
-        self._client._loop.call_soon_threadsafe(self._watch.cancel)
+        self._client._loop.call_soon_threadsafe(self._watch.close)
 
 
 class Heartbeater:
@@ -628,8 +661,17 @@ class Heartbeater:
         self._heartbeater = heartbeater
 
     @property
+    def task_id(self) -> str:
+        return self._heartbeater.task_id
+
+    @property
     def state(self) -> WorkerState | None:
         return self._heartbeater.state
+
+    @property
+    def error(self) -> WorkerStateError | None:
+        """Why the daemon refused the beats, once `ended` is set because of it."""
+        return self._heartbeater.error
 
     @property
     def ended(self) -> threading.Event:
@@ -642,6 +684,14 @@ class Heartbeater:
     @activity.setter
     def activity(self, value: str) -> None:
         self._heartbeater.activity = value
+
+    @property
+    def interval(self) -> float:
+        return self._heartbeater.interval
+
+    @interval.setter
+    def interval(self, value: float) -> None:
+        self._heartbeater.interval = value
 
     def __enter__(self) -> Self:
         self._client._run(self._heartbeater.__aenter__())

@@ -23,69 +23,6 @@ from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 NO_RETRY = RetryPolicy(attempts=1)
 
 
-def openssl(*args: str, cwd) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    """A CA, a server certificate for 127.0.0.1/localhost, and a client certificate."""
-    d = tmp_path_factory.mktemp("pki")
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=workerstate test CA",
-        cwd=d,
-    )
-    for name, extra in (
-        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
-        ("client", "extendedKeyUsage=clientAuth"),
-    ):
-        openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            "-subj",
-            f"/CN={name}",
-            cwd=d,
-        )
-        (d / f"{name}.ext").write_text(extra + "\n")
-        openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{name}.pem",
-            "-days",
-            "2",
-            "-extfile",
-            f"{name}.ext",
-            cwd=d,
-        )
-    return d
-
-
 @pytest.fixture
 def tokens(tmp_path):
     path = tmp_path / "tokens"
@@ -246,7 +183,7 @@ def test_a_refused_heartbeater_says_why_and_ends(make_daemon, tokens):
     with WorkerClient(daemon.address, security=Security(token="s3cret-reader")) as reader:
         with reader.heartbeater("hb", interval=0.1) as beats:
             assert beats.ended.wait(5)
-        assert isinstance(beats._heartbeater.error, PermissionDenied)
+        assert isinstance(beats.error, PermissionDenied)
 
 
 def test_cli_reports_an_unreadable_tls_file(tmp_path):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from harness import DaemonProcess
+from postgres import PostgresDatabase, PostgresServer, PostgresUnavailable, find_bindir
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
 MakeDaemon = Callable[..., DaemonProcess]
@@ -102,3 +104,34 @@ def pki(tmp_path_factory):
             cwd=d,
         )
     return d
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the session; stopped by its data dir at the end, pass or fail.
+
+    Without the server binaries the tests that need it are skipped, except under CI=true: there
+    a missing PostgreSQL must not pass unnoticed as a run that tested nothing.
+    """
+    try:
+        server = PostgresServer(find_bindir())
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    with server:
+        yield server
+
+
+@pytest.fixture
+def pg_db(pg_server: PostgresServer) -> Iterator[PostgresDatabase]:
+    """A fresh, empty database for this test: `pg_db.url`, and `pg_db.server` for faults.
+
+    A fault test that fails with the server stopped would break every test after it, so the
+    server is started again here before the database is dropped.
+    """
+    database = pg_server.create_database()
+    yield database
+    if not pg_server.running:
+        pg_server.start()
+    pg_server.drop_database(database.name)

@@ -90,7 +90,7 @@ class Retention:
 class Config:
     """Everything `serve` needs; built from flags, or directly by tests."""
 
-    db: Path = Path("workerstate.db")
+    db: str = "workerstate.db"  # a SQLite file's path, or a PostgreSQL URL
     listen: str = "127.0.0.1:50051"
     thresholds: StaleThresholds = DEFAULT_THRESHOLDS
     heartbeat_flush_ms: int = 1000
@@ -123,7 +123,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
             **kwargs,  # type: ignore[arg-type]
         )
 
-    option("--db", str(d.db), "SQLite file the daemon owns; created if missing", type=Path)
+    option(
+        "--db",
+        d.db,
+        "where the state lives: a SQLite file the daemon owns (created if missing), or a"
+        " PostgreSQL URL that any number of daemons may share, e.g."
+        " postgresql://USER:PASSWORD@HOST:5432/DB, postgresql:///DB?host=/run/postgresql, or"
+        " postgresql://USER@HOST1,HOST2/DB?target_session_attrs=read-write",
+    )
     option(
         "--listen",
         d.listen,

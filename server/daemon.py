@@ -24,6 +24,7 @@ from .clock import Clock, SystemClock
 from .compaction import compact_every
 from .config import Config
 from .domain import Event, WorkerStateError
+from .follower import Follower
 from .heartbeats import Heartbeats
 from .hub import Hub
 from .liveness import Liveness
@@ -81,13 +82,14 @@ class Daemon:
     service: WorkerService
     server: grpc.aio.Server
     health: health.aio.HealthServicer
+    follower: Follower
     tasks: list[asyncio.Task[None]]
     stop_metrics: Callable[[], None] | None
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Daemon:
         clock = clock or SystemClock()
-        backend = await open_backend(str(config.db))
+        backend = await open_backend(config.db)
         try:
             return await cls._start(config, clock, backend)
         except BaseException:
@@ -160,6 +162,15 @@ class Daemon:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = _bind(server, config.listen, credentials, config.socket_mode)
+        follower = Follower(
+            writer,
+            view,
+            heartbeats,
+            liveness,
+            backend.beats_since,
+            hub.compacted_to,
+            loaded.position,
+        )
         stop_metrics = None
         if metrics is not None:
             metrics.add_fleet(asyncio.get_running_loop(), lambda: _figures(core, service))
@@ -180,6 +191,7 @@ class Daemon:
             asyncio.create_task(_prune_request_ids(writer, clock)),
             asyncio.create_task(liveness.run()),
             asyncio.create_task(compact_every(config.retention, hub, backend, writer, clock)),
+            asyncio.create_task(backend.follow(follower.notice, _health_setter(health_servicer))),
         ]
         log.info(
             "serving %s on %s (db %s, revision %d, %d workers)",
@@ -191,7 +203,9 @@ class Daemon:
         )
         if stop_metrics is not None:
             log.info("serving metrics on http://%s/metrics", metrics_address)
-        return cls(config, address, core, service, server, health_servicer, tasks, stop_metrics)
+        return cls(
+            config, address, core, service, server, health_servicer, follower, tasks, stop_metrics
+        )
 
     def cut_grace(self) -> None:
         """Cancel in-flight calls now instead of waiting out the grace period."""
@@ -209,12 +223,42 @@ class Daemon:
         for outcome in await asyncio.gather(*self.tasks, return_exceptions=True):
             if not isinstance(outcome, asyncio.CancelledError | None):
                 log.error("a background task had failed: %r", outcome)
+        await self.follower.stop()
         await self.core.heartbeats.flush(self.core.writer.upkeep)
         await self.core.writer.close()
         await self.core.backend.close()
         if self.stop_metrics is not None:
             self.stop_metrics()
         log.info("stopped at revision %d", self.core.view.head)
+
+
+def _health_setter(servicer: health.aio.HealthServicer) -> Callable[[bool], None]:
+    """What the backend calls when the database is lost or back: NOT_SERVING lets a load
+    balancer move clients to another daemon while this one cannot write."""
+    serving = True
+    pending: set[asyncio.Task[None]] = set()
+
+    def healthy(ok: bool) -> None:
+        nonlocal serving
+        if ok == serving:
+            return
+        serving = ok
+        log.log(
+            logging.INFO if ok else logging.WARNING,
+            "health: %s",
+            "SERVING" if ok else "NOT_SERVING, the database is unreachable",
+        )
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ok
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE_NAME):
+            task = asyncio.create_task(servicer.set(service, status))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    return healthy
 
 
 def _bind(

@@ -31,6 +31,13 @@ class Heartbeats:
         self._last_ms[task_id] = now_ms
         self._unsaved[task_id] = (now_ms, activity)
 
+    def absorb(self, task_id: str, ms: int) -> bool:
+        """A beat another daemon received and stored; True if it is newer than any here."""
+        if ms <= self._last_ms.get(task_id, -1):
+            return False
+        self._last_ms[task_id] = ms
+        return True
+
     def last_ms(self, task_id: str) -> int | None:
         return self._last_ms.get(task_id)
 

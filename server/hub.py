@@ -75,6 +75,10 @@ class Hub:
         self.head = events[-1].revision
         self._wake()
 
+    def compacted_to(self, revision: int) -> None:
+        """Another daemon compacted the shared log up to `revision`."""
+        self.compact_revision = max(self.compact_revision, revision)
+
     def publish_liveness(self, change: LivenessChange) -> None:
         self._liveness.extend([change])
         self._wake()

@@ -29,6 +29,12 @@ from .storage.base import Backend, BackendFault, Row, Transaction, Upkeep
 
 log = logging.getLogger(__name__)
 
+# Most events read in one catch-up with other daemons' commits; more are read in turns, with
+# this daemon's own groups in between.
+CATCH_UP_BATCH = 1000
+# A catch-up that failed (the database went away) is tried again after this long.
+CATCH_UP_RETRY_S = 1.0
+
 # How many queued jobs one commit may carry. Larger groups amortise the commit further but
 # make the first caller in a group wait for the last one's statements; 256 changes take a few
 # milliseconds to apply, well under what the RPCs around them cost.
@@ -67,6 +73,7 @@ class Writer:
         self._idle: asyncio.Future[None] | None = None  # set while the task waits for work
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._remote_head = head_revision  # newest revision other daemons announced
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="workerstate-writer")
@@ -93,6 +100,13 @@ class Writer:
         assert isinstance(result, int)
         return result
 
+    def catch_up(self, head: int) -> None:
+        """The database holds revisions up to `head`: read any this daemon lacks when no
+        group is waiting (a waiting group takes them in under its lock anyway)."""
+        if head > self._remote_head:
+            self._remote_head = head
+            self._wake()
+
     async def _submit(self, work: Command | Upkeep) -> object:
         if self._closed:
             raise ShuttingDown()
@@ -113,6 +127,9 @@ class Writer:
             if not self._queue:
                 if self._closed:
                     return
+                if self._remote_head > self._head:
+                    await self._read_foreign()
+                    continue
                 self._idle = loop.create_future()
                 await self._idle
                 continue
@@ -163,6 +180,25 @@ class Writer:
                 job.future.set_exception(outcome)
             else:
                 job.future.set_result(outcome)
+
+    async def _read_foreign(self) -> None:
+        """Take in what other daemons committed, outside any transaction: the log only ever
+        grows at its head, in order, so what is there past `head` is final."""
+        remote = self._remote_head
+        try:
+            events = await self._backend.events(self._head, CATCH_UP_BATCH, "", remote)
+        except WorkerStateError as e:
+            log.warning("could not read other daemons' changes, will retry: %s", e)
+            self._remote_head = self._head
+            asyncio.get_running_loop().call_later(CATCH_UP_RETRY_S, self.catch_up, remote)
+            return
+        if not events:
+            self._remote_head = self._head  # announced but gone: compacted, say, or rolled back
+            return
+        for event in events:
+            self._workers[event.worker.task_id] = event.worker
+        self._head = events[-1].revision
+        self._on_commit(events)
 
     async def _apply(
         self,

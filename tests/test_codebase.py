@@ -92,7 +92,7 @@ def _imports() -> dict[str, set[str]]:
 
 
 # The domain side of the daemon: no wire format, no driver. The storage seam sits below it.
-CORE = {"domain", "clock", "view", "liveness", "heartbeats", "writer"}
+CORE = {"domain", "clock", "view", "liveness", "heartbeats", "writer", "follower"}
 WIRE = {"grpc", "workerstate", "google", "grpc_status", "grpc_health", "grpc_reflection"}
 DRIVERS = {"sqlite3", "asyncpg"}
 

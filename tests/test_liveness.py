@@ -20,7 +20,7 @@ THRESHOLDS = StaleThresholds(warn_ms=10_000, stale_ms=20_000, dead_ms=30_000)
 
 @pytest.fixture
 def config(tmp_path):
-    return Config(db=tmp_path / "w.db", listen="127.0.0.1:0", thresholds=THRESHOLDS)
+    return Config(db=str(tmp_path / "w.db"), listen="127.0.0.1:0", thresholds=THRESHOLDS)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ never any.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +32,15 @@ class BackendFault(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """Where a shared database stands: what a commit announces to every daemon."""
+
+    head: int  # newest revision
+    beats: int  # count of heartbeat flushes
+    compact_revision: int  # oldest revision kept
+
+
+@dataclass(frozen=True, slots=True)
 class Loaded:
     """One consistent picture of the database, read at start."""
 
@@ -39,6 +48,7 @@ class Loaded:
     compact_revision: int  # oldest stored revision (head + 1 when none is stored)
     workers: list[Worker]  # oldest change first
     heartbeats: dict[str, int]  # task id: last stored beat, ms
+    position: Notice  # the same, as a notice: what `follow` announces later moves on from
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +135,20 @@ class Backend(Protocol):
 
     async def compaction_cutoff(self, head: int, keep_events: int, before_ms: int) -> int:
         """The oldest revision to keep: events below it are both older than `before_ms`
-        and not among the newest `keep_events`."""
+        and not among the newest `keep_events`. On a shared database only one daemon
+        compacts; the others get 0 (keep everything)."""
+        ...
+
+    async def follow(
+        self, notices: Callable[[Notice], None], healthy: Callable[[bool], None]
+    ) -> None:
+        """Announce, for as long as the daemon runs, where the database stands whenever
+        another daemon commits, and whether it can be reached; returns at once when no
+        other daemon can write (an owned file)."""
+        ...
+
+    async def beats_since(self, flushes: int) -> list[tuple[str, int, str]]:
+        """Beats written by the flushes after the first `flushes`, by any daemon."""
         ...
 
     async def close(self) -> None: ...

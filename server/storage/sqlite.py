@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from .base import (
     BackendFault,
     DeleteEventsBelow,
     Loaded,
+    Notice,
     Row,
     SaveHeartbeats,
     StorageError,
@@ -328,7 +329,8 @@ class SQLiteBackend:
             rows = conn.execute(f"SELECT {_WORKER_COLUMNS} FROM workers ORDER BY revision")
             workers = [_worker_from_row(row) for row in rows]
             beats = dict(conn.execute("SELECT task_id, ts_ms FROM heartbeats").fetchall())
-        return Loaded(head, head + 1 if oldest is None else int(oldest), workers, beats)
+        compact = head + 1 if oldest is None else int(oldest)
+        return Loaded(head, compact, workers, beats, Notice(head, 0, compact))
 
     async def begin(self, known_head: int) -> SQLiteTransaction:
         # A file deleted or replaced under us would swallow every later write (they would go
@@ -347,6 +349,14 @@ class SQLiteBackend:
 
     async def compaction_cutoff(self, head: int, keep_events: int, before_ms: int) -> int:
         return await asyncio.to_thread(self._reader.compaction_cutoff, head, keep_events, before_ms)
+
+    async def follow(
+        self, notices: Callable[[Notice], None], healthy: Callable[[bool], None]
+    ) -> None:
+        return  # the lock makes this daemon the file's only writer: nothing to follow
+
+    async def beats_since(self, flushes: int) -> list[tuple[str, int, str]]:
+        return []
 
     def _commit_now(self) -> float:
         """COMMIT; returns how long it took."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -15,25 +16,58 @@ from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 MakeDaemon = Callable[..., DaemonProcess]
 
 
-@pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[MakeDaemon]:
-    """Start daemons on files in this test's tmp dir; all are stopped after the test."""
+# The backends every store-independent test runs on: `shared_daemon` serves each in turn, and a
+# module whose tests start their own daemons opts in by overriding `make_daemon` with
+# `every_backend` (see test_watch.py).
+BACKENDS = ("sqlite", "postgres")
+
+
+@contextlib.contextmanager
+def _daemons(location: Path | str) -> Iterator[MakeDaemon]:
     started: list[DaemonProcess] = []
 
-    def factory(*args: str, db: Path | None = None, listen: str = "127.0.0.1:0") -> DaemonProcess:
-        daemon = DaemonProcess(db or tmp_path / "workerstate.db", *args, listen=listen)
+    def factory(
+        *args: str, db: Path | str | None = None, listen: str = "127.0.0.1:0"
+    ) -> DaemonProcess:
+        daemon = DaemonProcess(db or location, *args, listen=listen)
         started.append(daemon)
         return daemon.start()
 
-    yield factory
-    for daemon in started:
-        daemon.kill()
+    try:
+        yield factory
+    finally:
+        for daemon in started:
+            daemon.kill()
 
 
-@pytest.fixture(scope="session")
-def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    """One daemon for tests that only add their own uniquely named workers."""
-    daemon = DaemonProcess(tmp_path_factory.mktemp("shared") / "workerstate.db").start()
+@pytest.fixture
+def make_daemon(tmp_path: Path) -> Iterator[MakeDaemon]:
+    """Start daemons on a file in this test's tmp dir; all are stopped after the test."""
+    with _daemons(tmp_path / "workerstate.db") as factory:
+        yield factory
+
+
+@pytest.fixture(params=BACKENDS)
+def every_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeDaemon]:
+    """`make_daemon` on each backend in turn: a file, then a fresh PostgreSQL database."""
+    location: Path | str = tmp_path / "workerstate.db"
+    if request.param == "postgres":
+        database: PostgresDatabase = request.getfixturevalue("pg_db")
+        location = database.url
+    with _daemons(location) as factory:
+        yield factory
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def shared_daemon(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DaemonProcess]:
+    """One daemon (per backend) for tests that only add their own uniquely named workers."""
+    location: Path | str = tmp_path_factory.mktemp("shared") / "workerstate.db"
+    if request.param == "postgres":
+        server: PostgresServer = request.getfixturevalue("pg_server")
+        location = server.create_database().url
+    daemon = DaemonProcess(location).start()
     yield daemon
     assert daemon.stop() == 0, "".join(daemon.log)
 

@@ -53,7 +53,7 @@ def unique(prefix: str = "t") -> str:
 class DaemonProcess:
     """`workerstate serve` in a subprocess; stopped by pid, never by name."""
 
-    def __init__(self, db: Path, *args: str, listen: str = "127.0.0.1:0") -> None:
+    def __init__(self, db: Path | str, *args: str, listen: str = "127.0.0.1:0") -> None:
         self.db = db
         self.args = ["--db", str(db), "--listen", listen, *args]
         self.proc: subprocess.Popen[str] | None = None

@@ -36,6 +36,13 @@ from workerstate.client import (
     WorkerStateError,
 )
 
+
+@pytest.fixture
+def make_daemon(every_backend):
+    """The daemons these tests start keep their state in a file, then in PostgreSQL."""
+    return every_backend
+
+
 W = WorkerState
 ROOT = Path(__file__).resolve().parent.parent
 

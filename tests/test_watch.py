@@ -16,6 +16,13 @@ import pytest
 from harness import NEXT, Watcher, create, details, wait_until
 from workerstate.v1 import workerstate_pb2 as pb
 
+
+@pytest.fixture
+def make_daemon(every_backend):
+    """The daemons these tests start keep their state in a file, then in PostgreSQL."""
+    return every_backend
+
+
 S = pb.WorkerState
 
 

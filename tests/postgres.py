@@ -262,6 +262,8 @@ class PostgresServer:
         """The user to run the server as: `postgres` when we are root, else ourselves (None)."""
         if os.geteuid() != 0:
             return None
+        if shutil.which("setpriv") is None:
+            raise PostgresUnavailable("running as root, and setpriv (util-linux) is not installed")
         try:
             return pwd.getpwnam("postgres")
         except KeyError:
@@ -272,13 +274,18 @@ class PostgresServer:
     def _run(self, *cmd: str, timeout: float = 120) -> None:
         """Run a server binary as the cluster's owner; a failure carries its output and log."""
         owner = self._owner
+        # setpriv drops to the owner after exec. Asking subprocess for user= instead makes the
+        # forked child call setuid itself, which in a copy of a process with gRPC threads
+        # running crashes it now and then (SIGSEGV before exec).
+        drop = (
+            ["setpriv", f"--reuid={owner.pw_uid}", f"--regid={owner.pw_gid}", "--clear-groups"]
+            if owner
+            else []
+        )
         result = subprocess.run(
-            cmd,
+            [*drop, *cmd],
             cwd=self.base,  # the owner's cwd must be readable by it
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"},
-            user=owner.pw_uid if owner else None,
-            group=owner.pw_gid if owner else None,
-            extra_groups=[] if owner else None,
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from workerstate.server import validate
 from workerstate.server.clock import ManualClock
 from workerstate.server.domain import Event, StorageUnavailable, Worker, WorkerState
 from workerstate.server.storage.base import BackendFault, Row, SaveHeartbeats, Upkeep
-from workerstate.server.storage.sqlite import SQLiteBackend, SQLiteTransaction
+from workerstate.server.storage.sqlite import COMMIT_DELAY_ENV, SQLiteBackend, SQLiteTransaction
 from workerstate.server.writer import Writer
 from workerstate.v1 import workerstate_pb2 as pb
 
@@ -185,3 +187,27 @@ def test_request_ids_are_looked_up_for_any_group_size(tmp_path, size):
         assert len(committed) == size
 
     run_writer(path, body)
+
+
+def test_reads_do_not_wait_for_a_slow_disk(make_daemon, monkeypatch):
+    """On a disk whose commits take a second, a read sent while a transition commits is
+    answered before that commit could have ended: slow commits run off the event loop."""
+    monkeypatch.setenv(COMMIT_DELAY_ENV, "1000")
+    daemon = make_daemon()
+    stub = daemon.stub
+    stub.CreateWorker(pb.CreateWorkerRequest(task_id="slow", branch="b", worktree="/w"))
+    with ThreadPoolExecutor(1) as pool:
+        sent = time.monotonic()
+        moving = pool.submit(
+            stub.Transition,
+            pb.TransitionRequest(
+                task_id="slow",
+                from_state=pb.WORKER_STATE_ASSIGNED,
+                to_state=pb.WORKER_STATE_WORKING,
+            ),
+        )
+        time.sleep(0.05)  # the transition is in its commit now
+        read = stub.GetWorker(pb.GetWorkerRequest(task_id="slow"))
+        assert time.monotonic() - sent < 1.0, "the read waited for the commit"
+        assert read.worker.state == pb.WORKER_STATE_ASSIGNED  # not durable yet, so not shown
+        assert moving.result(10).worker.state == pb.WORKER_STATE_WORKING

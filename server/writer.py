@@ -172,7 +172,7 @@ class Writer:
         if self._observe is not None:
             self._observe(len(group), time.perf_counter() - started)
         if events:
-            self._on_commit(events)
+            self._publish(events)
         for job, outcome in zip(group, outcomes, strict=True):
             if job.future.done():
                 continue
@@ -198,7 +198,17 @@ class Writer:
         for event in events:
             self._workers[event.worker.task_id] = event.worker
         self._head = events[-1].revision
-        self._on_commit(events)
+        self._publish(events)
+
+    def _publish(self, events: list[Event]) -> None:
+        """Hand committed events to the read side; a bug there must not stop the writer,
+        which would leave every later caller waiting."""
+        try:
+            self._on_commit(events)
+        except Exception:
+            log.exception(
+                "publishing revisions %d-%d failed", events[0].revision, events[-1].revision
+            )
 
     async def _apply(
         self,

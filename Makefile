@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed
 NODE    = tests/polyglot/node_modules/.package-lock.json
 BUF     = tests/polyglot/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck proto clean bench bench-quick bench-peers bench-watch soak
+.PHONY: run test lint typecheck proto clean bench bench-quick bench-peers bench-watch bench-postgres soak
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("workerstate needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -65,6 +65,10 @@ bench-peers:
 bench-watch: $(STAMP)
 	$(PY) bench/watch_fanout.py --watchers 100 --rate 200 --seconds 10
 	$(PY) bench/watch_fanout.py --watchers 1000 --rate 5 --seconds 10
+
+## bench-postgres: W1, W5, cross-daemon delivery and the commit lock on PostgreSQL (1 and 2 daemons) beside SQLite; < 4 min
+bench-postgres: $(STAMP)
+	$(PY) bench/postgres.py
 
 ## soak: mixed load with restarts for SOAK_MINUTES (default 10); nothing lost or doubled
 SOAK_MINUTES ?= 10

@@ -3,12 +3,17 @@
 A beat must not cost an fsync, so beats land here and a flusher hands the changed ones to the
 writer every flush interval (and at shutdown). A crash loses at most one interval of beat
 times, which only makes a worker look a little staler after restart; never a transition.
+
+The last beat's activity is kept in memory only: it says what a worker is doing now, so a
+restart forgets it until the next beat. Changes to it are numbered, so a dashboard can ask
+for the ones it has not seen without looking at every worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 
 from .domain import WorkerStateError
 from .writer import Writer
@@ -22,13 +27,39 @@ class Heartbeats:
     def __init__(self, stored: dict[str, int]) -> None:
         self._last_ms = dict(stored)
         self._unsaved: dict[str, tuple[int, str]] = {}
+        self._activity: dict[str, str] = {}
+        # Task ids by the number of their last activity change, oldest first.
+        self._activity_changes: OrderedDict[str, int] = OrderedDict()
+        self.activity_seq = 0  # number of the latest activity change
 
     def beat(self, task_id: str, now_ms: int, activity: str) -> None:
         self._last_ms[task_id] = now_ms
         self._unsaved[task_id] = (now_ms, activity)
+        # Most beats repeat the activity: only a change costs more than this lookup.
+        if self._activity.get(task_id, "") != activity:
+            if activity:
+                self._activity[task_id] = activity
+            else:
+                del self._activity[task_id]
+            self.activity_seq += 1
+            self._activity_changes[task_id] = self.activity_seq
+            self._activity_changes.move_to_end(task_id)
 
     def last_ms(self, task_id: str) -> int | None:
         return self._last_ms.get(task_id)
+
+    def activity(self, task_id: str) -> str | None:
+        """The activity of the worker's last beat; None if it never beat or sent none."""
+        return self._activity.get(task_id)
+
+    def activity_changed_since(self, seq: int) -> list[str]:
+        """Task ids whose activity changed after change number `seq`, newest first."""
+        changed = []
+        for task_id, number in reversed(self._activity_changes.items()):
+            if number <= seq:
+                break
+            changed.append(task_id)
+        return changed
 
     def oldest_unsaved_ms(self) -> int | None:
         """When the oldest beat not yet written arrived (for the flush-lag metric)."""

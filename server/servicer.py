@@ -93,7 +93,11 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             self._parked.discard(task)
 
     def _worker(self, worker: Worker, now_ms: int) -> pb.Worker:
-        return worker_message(worker, *self._core.liveness.level(worker, now_ms))
+        return worker_message(
+            worker,
+            *self._core.liveness.level(worker, now_ms),
+            self._core.heartbeats.activity(worker.task_id),
+        )
 
     async def _apply(self, command: domain.Command) -> dict[str, Any]:
         """Run a mutation; the fields every mutation's response carries."""
@@ -162,7 +166,9 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             if len(page) == query.page_size:
                 response.next_page_token = validate.page_token(page[-1].revision)
                 break
-            page.append(worker_message(worker, beat, level))
+            page.append(
+                worker_message(worker, beat, level, self._core.heartbeats.activity(worker.task_id))
+            )
         response.workers.extend(page)
         return response
 

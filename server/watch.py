@@ -118,7 +118,9 @@ class Watch:
                     pb.WorkerEvent(
                         revision=revision,
                         type=pb.EVENT_TYPE_SNAPSHOT,
-                        worker=worker_message(worker, beat, level),
+                        worker=worker_message(
+                            worker, beat, level, core.heartbeats.activity(worker.task_id)
+                        ),
                         time=timestamp(now_ms),
                     )
                 )

@@ -181,6 +181,7 @@ class Daemon:
         liveness.start(serving_since_ms=clock.now_ms())
         if board is not None:
             await board.start()  # after liveness: a page must not see ages from before
+            log.info("serving the board on %s", board_url)
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         tasks = [
@@ -199,8 +200,6 @@ class Daemon:
         )
         if stop_metrics is not None:
             log.info("serving metrics on http://%s/metrics", metrics_address)
-        if board is not None:
-            log.info("serving the board on %s", board_url)
         return cls(
             config,
             address,

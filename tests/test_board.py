@@ -149,7 +149,10 @@ def test_columns_cards_and_live_changes(make_daemon, page):
     nasty = '<img src=x onerror="window.pwned=1"><b>not bold</b>'
     first = stub.CreateWorker(
         pb.CreateWorkerRequest(
-            task_id="t-1", branch="<script>window.pwned=2</script>", worktree="/w", description=nasty
+            task_id="t-1",
+            branch="<script>window.pwned=2</script>",
+            worktree="/w",
+            description=nasty,
         )
     ).worker
     for state in COLUMNS:
@@ -418,9 +421,7 @@ def test_a_read_only_token_sees_the_board_without_actions(token_daemon, page):
 
 
 def get_auth(daemon, auth) -> pb.Worker:
-    return daemon.stub.GetWorker(
-        pb.GetWorkerRequest(task_id="secret-task"), metadata=auth
-    ).worker
+    return daemon.stub.GetWorker(pb.GetWorkerRequest(task_id="secret-task"), metadata=auth).worker
 
 
 def test_a_session_is_an_httponly_strict_cookie_and_tokens_stay_secret(token_daemon, page):

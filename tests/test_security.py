@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import re
 import ssl
 import subprocess
@@ -280,5 +281,5 @@ def test_the_board_serves_https_with_the_daemons_certificate(make_daemon, pki):
     trusted = ssl.create_default_context(cafile=str(pki / "ca.pem"))
     with urllib.request.urlopen(url, context=trusted, timeout=5) as page:
         assert b'href="/static/board.css"' in page.read()
-    with pytest.raises(OSError):  # plain HTTP gets no answer from a TLS listener
+    with pytest.raises(http.client.RemoteDisconnected):  # no plain HTTP from a TLS listener
         urllib.request.urlopen(url.replace("https:", "http:"), timeout=5)

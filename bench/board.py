@@ -115,7 +115,8 @@ async def open_pages(browser: Browser, url: str, n: int, workers: int) -> list[P
         page = await (await browser.new_context(viewport={"width": 1500, "height": 900})).new_page()
         await page.goto(url)
         await page.wait_for_function(
-            f"document.querySelectorAll('[data-task-id]').length === {workers}", timeout=60_000
+            f"() => document.querySelectorAll('[data-task-id]').length === {workers}",
+            timeout=60_000,
         )
         await page.evaluate(OBSERVE)
         pages.append(page)

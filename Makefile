@@ -7,7 +7,7 @@ STAMP   = $(VENV)/.installed
 NODE    = tests/polyglot/node_modules/.package-lock.json
 BUF     = tests/polyglot/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck proto clean bench bench-quick bench-peers bench-watch bench-postgres soak
+.PHONY: run test lint typecheck proto clean bench bench-quick bench-peers bench-watch bench-postgres bench-board soak
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("workerstate needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -24,9 +24,9 @@ $(NODE): tests/polyglot/package.json tests/polyglot/package-lock.json
 	npm ci --prefix tests/polyglot --no-audit --no-fund --loglevel=error
 	@touch $@
 
-## run: start the daemon on ./workerstate.db at 127.0.0.1:50051
+## run: start the daemon on ./workerstate.db at 127.0.0.1:50051, the board at http://127.0.0.1:8080
 run: $(STAMP)
-	$(VENV)/bin/workerstate serve
+	$(VENV)/bin/workerstate serve --board-listen 127.0.0.1:8080
 
 ## test: the whole suite (includes ruff, mypy and the generated-code freshness check)
 test: $(STAMP) $(NODE)
@@ -69,6 +69,10 @@ bench-watch: $(STAMP)
 ## bench-postgres: W1, W5, cross-daemon delivery and the commit lock on PostgreSQL (1 and 2 daemons) beside SQLite; < 4 min
 bench-postgres: $(STAMP)
 	$(PY) bench/postgres.py
+
+## bench-board: the board's delivery latency and CPU (1,000 workers, 200 changes/s, 10 pages)
+bench-board: $(STAMP)
+	$(PY) bench/board.py
 
 ## soak: mixed load with restarts for SOAK_MINUTES (default 10); nothing lost or doubled
 SOAK_MINUTES ?= 10

@@ -120,6 +120,7 @@ def worker_json(worker: Worker) -> dict[str, Any]:
         "state_changed_at": _iso(worker.state_changed_at),
         "last_heartbeat_at": _iso(worker.last_heartbeat_at),
         "revision": worker.revision,
+        "last_activity": worker.last_activity,
     }
 
 
@@ -140,7 +141,7 @@ def event_json(event: Event) -> dict[str, Any]:
 
 
 WORKER_HEADER = ["TASK", "STATE", "STALE", "AGE", "BEAT", "BRANCH", "REVISION"]
-WIDE_HEADER = [*WORKER_HEADER, "WORKTREE", "DESCRIPTION"]
+WIDE_HEADER = [*WORKER_HEADER, "WORKTREE", "ACTIVITY", "DESCRIPTION"]
 EVENT_HEADER = ["REVISION", "TIME", "TYPE", "TASK", "FROM", "TO", "DETAIL"]
 STREAM_WIDTHS = (8, 24, 16, 24, 10, 10, 0)
 
@@ -155,7 +156,9 @@ def worker_row(worker: Worker, now: datetime, wide: bool) -> list[str]:
         worker.branch,
         str(worker.revision),
     ]
-    return [*row, worker.worktree, worker.description or ""] if wide else row
+    if not wide:
+        return row
+    return [*row, worker.worktree, worker.last_activity or "", worker.description or ""]
 
 
 def event_row(event: Event) -> list[str]:

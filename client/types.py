@@ -80,6 +80,7 @@ class Worker:
     last_heartbeat_at: datetime | None
     stale_level: StaleLevel | None  # None inside stored events, which are history
     revision: int
+    last_activity: str | None  # the last heartbeat's; None inside stored events, too
 
     @classmethod
     def from_pb(cls, message: pb.Worker) -> Worker:
@@ -98,6 +99,7 @@ class Worker:
             ),
             stale_level=StaleLevel.from_pb(message.stale_level),
             revision=message.revision,
+            last_activity=message.last_activity if message.HasField("last_activity") else None,
         )
 
 

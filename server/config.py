@@ -107,6 +107,7 @@ class Config:
     token_file: Path | None = None
     socket_mode: int = 0o600
     insecure: bool = False
+    board_listen: str = ""
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -200,6 +201,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "serve Prometheus metrics over HTTP on HOST:PORT, e.g. 127.0.0.1:9464 (empty: off)",
     )
     option(
+        "--board-listen",
+        d.board_listen,
+        "serve the board (a live page of the fleet, with a reviewer's actions) over HTTP on"
+        " HOST:PORT, e.g. 127.0.0.1:8080; HTTPS with --tls-cert, a login with --token-file,"
+        " and the same listen policy as --listen (empty: off)",
+    )
+    option(
         "--retain-events",
         str(d.retention.events),
         "compaction keeps at least this many newest events (at least 1)",
@@ -247,8 +255,12 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error("--tls-cert and --tls-key go together")
     if args.client_ca and not args.tls_cert:
         parser.error("--client-ca needs --tls-cert and --tls-key (mutual TLS is TLS)")
-    if args.metrics_listen and not re.fullmatch(r".+:\d+", args.metrics_listen):
-        parser.error(f"invalid --metrics-listen {args.metrics_listen!r}: use HOST:PORT")
+    for flag, value in (
+        ("--metrics-listen", args.metrics_listen),
+        ("--board-listen", args.board_listen),
+    ):
+        if value and not re.fullmatch(r".+:\d+", value):
+            parser.error(f"invalid {flag} {value!r}: use HOST:PORT")
     return Config(
         db=args.db,
         listen=args.listen,
@@ -267,4 +279,5 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         token_file=args.token_file,
         socket_mode=args.socket_mode,
         insecure=args.insecure,
+        board_listen=args.board_listen,
     )

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
+from .board import Board, Fleet, ssl_context
 from .clock import Clock, SystemClock
 from .compaction import compact_every
 from .config import Config
@@ -30,11 +31,19 @@ from .hub import Hub
 from .liveness import Liveness
 from .messages import event_message
 from .metrics import FleetFigures, Metrics, RpcMetrics
-from .security import TokenAuth, check_listen, load_tokens, server_credentials
+from .security import (
+    Token,
+    TokenAuth,
+    check_listen,
+    is_loopback,
+    load_tokens,
+    server_credentials,
+)
 from .servicer import Core, WorkerService
 from .storage import open_backend
 from .storage.base import Backend, PruneRequests
 from .view import WorkerView
+from .watch import Watch
 from .writer import Writer
 
 log = logging.getLogger(__name__)
@@ -85,6 +94,7 @@ class Daemon:
     follower: Follower
     tasks: list[asyncio.Task[None]]
     stop_metrics: Callable[[], None] | None
+    board: Board | None
 
     @classmethod
     async def start(cls, config: Config, clock: Clock | None = None) -> Daemon:
@@ -146,6 +156,7 @@ class Daemon:
         credentials = None
         if config.tls_cert and config.tls_key:
             credentials = server_credentials(config.tls_cert, config.tls_key, config.client_ca)
+        board, board_url = _bind_board(config, core, service, tokens)
         # Interceptors cost every RPC a little; only pay for the ones asked for.
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if metrics:
@@ -182,6 +193,9 @@ class Daemon:
         await server.start()
         # Ages count from here at the earliest: a restart must not make the fleet look dead.
         liveness.start(serving_since_ms=clock.now_ms())
+        if board is not None:
+            await board.start()  # after liveness: a page must not see ages from before
+            log.info("serving the board on %s", board_url)
         await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
         await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         tasks = [
@@ -204,7 +218,16 @@ class Daemon:
         if stop_metrics is not None:
             log.info("serving metrics on http://%s/metrics", metrics_address)
         return cls(
-            config, address, core, service, server, health_servicer, follower, tasks, stop_metrics
+            config,
+            address,
+            core,
+            service,
+            server,
+            health_servicer,
+            follower,
+            tasks,
+            stop_metrics,
+            board,
         )
 
     def cut_grace(self) -> None:
@@ -217,6 +240,8 @@ class Daemon:
         log.info("shutting down (grace %.1fs)", grace)
         await self.health.enter_graceful_shutdown()
         self.service.stop_streams()
+        if self.board is not None:
+            await self.board.stop()  # its feeds end with the hub: pages reconnect
         await self.server.stop(grace)
         for task in self.tasks:
             task.cancel()
@@ -283,6 +308,38 @@ def _bind(
         raise ListenError(f"cannot listen on {listen}: address in use or not permitted")
     host = listen.rsplit(":", 1)[0]
     return f"{host}:{port}"
+
+
+def _bind_board(
+    config: Config, core: Core, service: WorkerService, tokens: list[Token] | None
+) -> tuple[Board | None, str]:
+    """The board (--board-listen) bound to its address, under the gRPC listener's policy."""
+    if not config.board_listen:
+        return None, ""
+    check_listen(
+        config.board_listen,
+        tls=config.tls_cert is not None,
+        tokens=bool(tokens),
+        insecure=config.insecure,
+    )
+    fleet = Fleet(
+        view=core.view,
+        hub=core.hub,
+        heartbeats=core.heartbeats,
+        level=core.liveness.level,
+        watch=lambda query: Watch(query, service.sources).responses(),
+        execute=core.writer.execute,
+        events=core.backend.events,
+        clock=core.clock,
+    )
+    tls = None
+    if config.tls_cert and config.tls_key:
+        tls = ssl_context(config.tls_cert, config.tls_key, config.client_ca)
+    board = Board(fleet, tokens, tls, loopback=is_loopback(config.board_listen))
+    try:
+        return board, board.bind(config.board_listen)
+    except (OSError, ValueError) as e:
+        raise ListenError(f"cannot serve the board on {config.board_listen}: {e}") from None
 
 
 def _log_change(event: Event) -> None:

@@ -64,8 +64,8 @@ class Follower:
                 self._beats_wanted = self._beats_read  # the next notice tries again
                 return
             self._beats_read = wanted
-            for task_id, ms, _activity in beats:
-                if self._heartbeats.absorb(task_id, ms):
+            for task_id, ms, activity in beats:
+                if self._heartbeats.absorb(task_id, ms, activity):
                     worker = self._view.get(task_id)
                     if worker is not None:
                         self._liveness.on_beat(worker, ms)

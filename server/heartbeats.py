@@ -3,12 +3,17 @@
 A beat must not cost an fsync, so beats land here and a flusher hands the changed ones to the
 writer every flush interval (and at shutdown). A crash loses at most one interval of beat
 times, which only makes a worker look a little staler after restart; never a transition.
+
+The last beat's activity is kept in memory only: it says what a worker is doing now, so a
+restart forgets it until the next beat. Changes to it are numbered, so a dashboard can ask
+for the ones it has not seen without looking at every worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from .domain import WorkerStateError
@@ -23,23 +28,54 @@ log = logging.getLogger(__name__)
 class Heartbeats:
     """Beat times by task id, and the ones not yet written."""
 
-    def __init__(self, stored: dict[str, int]) -> None:
-        self._last_ms = dict(stored)
+    def __init__(self, stored: dict[str, tuple[int, str]]) -> None:
+        """`stored`: each worker's last stored beat, as (ms, activity)."""
+        self._last_ms = {task_id: ms for task_id, (ms, _) in stored.items()}
         self._unsaved: dict[str, tuple[int, str]] = {}
+        self._activity = {task_id: a for task_id, (_, a) in stored.items() if a}
+        # Task ids by the number of their last activity change, oldest first.
+        self._activity_changes: OrderedDict[str, int] = OrderedDict()
+        self.activity_seq = 0  # number of the latest activity change
 
     def beat(self, task_id: str, now_ms: int, activity: str) -> None:
         self._last_ms[task_id] = now_ms
         self._unsaved[task_id] = (now_ms, activity)
+        self._set_activity(task_id, activity)
 
-    def absorb(self, task_id: str, ms: int) -> bool:
+    def _set_activity(self, task_id: str, activity: str) -> None:
+        # Most beats repeat the activity: only a change costs more than this lookup.
+        if self._activity.get(task_id, "") != activity:
+            if activity:
+                self._activity[task_id] = activity
+            else:
+                del self._activity[task_id]
+            self.activity_seq += 1
+            self._activity_changes[task_id] = self.activity_seq
+            self._activity_changes.move_to_end(task_id)
+
+    def absorb(self, task_id: str, ms: int, activity: str) -> bool:
         """A beat another daemon received and stored; True if it is newer than any here."""
         if ms <= self._last_ms.get(task_id, -1):
             return False
         self._last_ms[task_id] = ms
+        self._set_activity(task_id, activity)
         return True
 
     def last_ms(self, task_id: str) -> int | None:
         return self._last_ms.get(task_id)
+
+    def activity(self, task_id: str) -> str | None:
+        """The activity of the worker's last beat; None if it never beat or sent none."""
+        return self._activity.get(task_id)
+
+    def activity_changed_since(self, seq: int) -> list[str]:
+        """Task ids whose activity changed after change number `seq`, newest first."""
+        changed = []
+        for task_id, number in reversed(self._activity_changes.items()):
+            if number <= seq:
+                break
+            changed.append(task_id)
+        return changed
 
     def oldest_unsaved_ms(self) -> int | None:
         """When the oldest beat not yet written arrived (for the flush-lag metric)."""

@@ -38,15 +38,20 @@ def timestamp(ms: int) -> Timestamp:
 
 
 def worker_message(
-    worker: Worker, last_heartbeat_ms: int | None = None, level: StaleLevel | None = None
+    worker: Worker,
+    last_heartbeat_ms: int | None = None,
+    level: StaleLevel | None = None,
+    last_activity: str | None = None,
 ) -> pb.Worker:
-    """A Worker message; heartbeat and level are left unset for historic snapshots."""
+    """A Worker message; heartbeat, level and activity are left unset for historic snapshots."""
     message = pb.Worker()
     _fill_worker(message, worker)
     if last_heartbeat_ms is not None:
         set_time(message.last_heartbeat_at, last_heartbeat_ms)
     if level is not None:
         message.stale_level = LEVEL_TO_PB[level]
+    if last_activity is not None:
+        message.last_activity = last_activity
     return message
 
 

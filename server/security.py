@@ -64,6 +64,15 @@ def load_tokens(path: Path) -> list[Token]:
     return tokens
 
 
+def find_token(tokens: list[Token], offered: bytes) -> Token | None:
+    """The token whose secret is `offered`; every token is compared, so timing says nothing."""
+    found = None
+    for token in tokens:
+        if hmac.compare_digest(token.secret, offered):
+            found = token
+    return found
+
+
 def is_loopback(listen: str) -> bool:
     """Unix sockets and loopback addresses are reachable only from this machine."""
     if listen.startswith("unix:"):
@@ -108,12 +117,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         text = header.decode(errors="replace") if isinstance(header, bytes) else header
         if not text.startswith("Bearer "):
             return None
-        offered = text.removeprefix("Bearer ").encode()
-        found = None
-        for token in self._tokens:  # every token compared, so timing says nothing
-            if hmac.compare_digest(token.secret, offered):
-                found = token
-        return found
+        return find_token(self._tokens, text.removeprefix("Bearer ").encode())
 
     async def intercept_service(
         self,

@@ -51,10 +51,11 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
 
     def __init__(self, core: Core) -> None:
         self._core = core
-        self._sources = Sources(
+        self.sources = Sources(
             hub=core.hub,
             view=core.view,
             level=core.liveness.level,
+            activity=core.heartbeats.activity,
             events=core.backend.events,
             clock=core.clock,
             progress_interval_ms=core.progress_interval_ms,
@@ -100,7 +101,11 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             self._parked.discard(task)
 
     def _worker(self, worker: Worker, now_ms: int) -> pb.Worker:
-        return worker_message(worker, *self._core.liveness.level(worker, now_ms))
+        return worker_message(
+            worker,
+            *self._core.liveness.level(worker, now_ms),
+            self._core.heartbeats.activity(worker.task_id),
+        )
 
     async def _apply(self, command: domain.Command) -> dict[str, Any]:
         """Run a mutation; the fields every mutation's response carries."""
@@ -169,7 +174,9 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             if len(page) == query.page_size:
                 response.next_page_token = validate.page_token(page[-1].revision)
                 break
-            page.append(worker_message(worker, beat, level))
+            page.append(
+                worker_message(worker, beat, level, self._core.heartbeats.activity(worker.task_id))
+            )
         response.workers.extend(page)
         return response
 
@@ -242,7 +249,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             raise TooManyWatchers(self._core.max_watchers)
         self.watchers += 1
         try:
-            async for response in Watch(query, self._sources).responses():
+            async for response in Watch(query, self.sources).responses():
                 self._check_open()
                 yield response
         finally:

@@ -38,6 +38,7 @@ class Sources:
     hub: Hub
     view: WorkerView
     level: Callable[[Worker, int], tuple[int | None, StaleLevel]]  # last beat, level at ms
+    activity: Callable[[str], str | None]  # of a task's last beat
     events: Callable[[int, int, str, int], Awaitable[list[Event]]]  # Backend.events
     clock: Clock
     progress_interval_ms: int
@@ -130,7 +131,7 @@ class Watch:
                     pb.WorkerEvent(
                         revision=revision,
                         type=pb.EVENT_TYPE_SNAPSHOT,
-                        worker=worker_message(worker, beat, level),
+                        worker=worker_message(worker, beat, level, core.activity(worker.task_id)),
                         time=timestamp(now_ms),
                     )
                 )

@@ -66,8 +66,14 @@ def test_ls_filters_and_json(cli):
     assert entry["stale_level"] == "ok" and entry["created_at"].endswith("Z")
     assert task not in cli("ls", "--state", "FAILED").stdout
     assert task in cli("ls", "--stale", "OK").stdout
-    wide = cli("ls", "-o", "wide").stdout.splitlines()[0].split()
-    assert wide[-2:] == ["WORKTREE", "DESCRIPTION"]
+    cli("beat", task, "--activity", "running-the-linters")
+    wide = cli("ls", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-3:] == ["WORKTREE", "ACTIVITY", "DESCRIPTION"]
+    row = next(line for line in wide if line.startswith(task))
+    assert row.split()[-1] == "running-the-linters"
+    assert json.loads(cli("get", task, "-o", "json").stdout)["last_activity"] == (
+        "running-the-linters"
+    )
 
 
 def test_events_table_and_json_lines(cli):

@@ -61,6 +61,32 @@ def test_a_heartbeat_brings_a_worker_back_to_ok(live):
     assert level(live.stub, task_id) == L.STALE_LEVEL_WARN
 
 
+def test_last_activity_is_the_latest_beats_and_an_empty_one_clears_it(live):
+    task_id = create(live.stub).task_id
+
+    def activity() -> tuple[str | None, str | None, str | None]:
+        got = live.stub.GetWorker(pb.GetWorkerRequest(task_id=task_id)).worker
+        listed = live.stub.ListWorkers(pb.ListWorkersRequest()).workers
+        watch = live.stub.WatchState(
+            pb.WatchStateRequest(task_ids=[task_id], send_initial_state=True)
+        )
+        snapshot = next(iter(watch)).events[0].worker
+        watch.cancel()
+        return tuple(  # type: ignore[return-value]
+            w.last_activity if w.HasField("last_activity") else None
+            for w in (got, next(w for w in listed if w.task_id == task_id), snapshot)
+        )
+
+    assert activity() == (None, None, None)  # never beat
+    live.stub.Heartbeat(pb.HeartbeatRequest(task_id=task_id, activity="compiling"))
+    live.stub.Heartbeat(pb.HeartbeatRequest(task_id=task_id, activity="testing"))
+    assert activity() == ("testing", "testing", "testing")
+    live.stub.Heartbeat(pb.HeartbeatRequest(task_id=task_id))
+    assert activity() == (None, None, None)
+    events = live.stub.ListEvents(pb.ListEventsRequest(task_id=task_id)).events
+    assert not any(e.worker.HasField("last_activity") for e in events)
+
+
 def test_only_assigned_and_working_workers_go_stale(live):
     task_id = create(live.stub).task_id
     for state in (S.WORKER_STATE_WORKING, S.WORKER_STATE_IN_REVIEW):

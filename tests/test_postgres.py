@@ -455,7 +455,12 @@ def check_ledgers(daemon: DaemonProcess, clients: list[Client]) -> list[pb.Worke
     told = {task: history for c in clients for task, history in c.acknowledged.items()}
     # The last changes may have been made through another daemon: wait to have heard of them.
     latest = max(revision for history in told.values() for revision, _ in history)
-    wait_until(lambda: head(daemon) >= latest, timeout=10)
+    try:
+        wait_until(lambda: head(daemon) >= latest, timeout=10)
+    except AssertionError:
+        raise AssertionError(
+            f"at revision {head(daemon)}, not {latest}:\n" + "".join(daemon.log[-40:])
+        ) from None
     log = log_of(daemon.stub)
     assert [e.revision for e in log] == list(range(1, len(log) + 1))
     by_task: dict[str, list[tuple[int, int]]] = {}

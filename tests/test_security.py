@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
+import re
+import ssl
 import subprocess
 import sys
+import urllib.request
 
 import grpc
 import pytest
@@ -198,3 +202,21 @@ def test_cli_reports_an_unreadable_tls_file(tmp_path):
     assert (
         result.stderr == f"error: cannot read {tmp_path / 'nope.pem'}: No such file or directory\n"
     )
+
+
+def test_the_board_serves_https_with_the_daemons_certificate(make_daemon, pki):
+    daemon = make_daemon(
+        "--tls-cert",
+        str(pki / "server.pem"),
+        "--tls-key",
+        str(pki / "server.key"),
+        "--board-listen",
+        "127.0.0.1:0",
+    )
+    url = next(m.group(1) for line in daemon.log if (m := re.search(r"board on (\S+)", line)))
+    assert url.startswith("https://127.0.0.1:")
+    trusted = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    with urllib.request.urlopen(url, context=trusted, timeout=5) as page:
+        assert b'href="/static/board.css"' in page.read()
+    with pytest.raises(http.client.RemoteDisconnected):  # no plain HTTP from a TLS listener
+        urllib.request.urlopen(url.replace("https:", "http:"), timeout=5)

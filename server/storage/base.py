@@ -47,7 +47,7 @@ class Loaded:
     head: int  # newest revision, 0 for an empty log
     compact_revision: int  # oldest stored revision (head + 1 when none is stored)
     workers: list[Worker]  # oldest change first
-    heartbeats: dict[str, int]  # task id: last stored beat, ms
+    heartbeats: dict[str, tuple[int, str]]  # task id: last stored beat (ms, activity)
     position: Notice  # the same, as a notice: what `follow` announces later moves on from
 
 

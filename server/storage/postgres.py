@@ -307,12 +307,14 @@ class PostgresBackend:
                 workers = await conn.fetch(
                     f"SELECT {_WORKER_COLUMNS} FROM {SCHEMA}.workers ORDER BY revision"
                 )
-                beats = await conn.fetch(f"SELECT task_id, ts_ms FROM {SCHEMA}.heartbeats")
+                beats = await conn.fetch(
+                    f"SELECT task_id, ts_ms, activity FROM {SCHEMA}.heartbeats"
+                )
         return Loaded(
             head=meta["head"],
             compact_revision=meta["compact_revision"],
             workers=[_worker_from_row(row) for row in workers],
-            heartbeats={row["task_id"]: row["ts_ms"] for row in beats},
+            heartbeats={row[0]: (row[1], row[2]) for row in beats},
             position=Notice(meta["head"], meta["beats"], meta["compact_revision"]),
         )
 

@@ -328,7 +328,12 @@ class SQLiteBackend:
             oldest = conn.execute("SELECT min(revision) FROM events").fetchone()[0]
             rows = conn.execute(f"SELECT {_WORKER_COLUMNS} FROM workers ORDER BY revision")
             workers = [_worker_from_row(row) for row in rows]
-            beats = dict(conn.execute("SELECT task_id, ts_ms FROM heartbeats").fetchall())
+            beats = {
+                task_id: (ms, activity)
+                for task_id, ms, activity in conn.execute(
+                    "SELECT task_id, ts_ms, activity FROM heartbeats"
+                )
+            }
         compact = head + 1 if oldest is None else int(oldest)
         return Loaded(head, compact, workers, beats, Notice(head, 0, compact))
 

@@ -58,7 +58,7 @@ EVENT_TYPE_LIVENESS_CHANGED: EventType
 EVENT_TYPE_SNAPSHOT: EventType
 
 class Worker(_message.Message):
-    __slots__ = ("task_id", "state", "branch", "worktree", "description", "created_at", "state_changed_at", "last_heartbeat_at", "stale_level", "revision")
+    __slots__ = ("task_id", "state", "branch", "worktree", "description", "created_at", "state_changed_at", "last_heartbeat_at", "stale_level", "revision", "last_activity")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     BRANCH_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class Worker(_message.Message):
     LAST_HEARTBEAT_AT_FIELD_NUMBER: _ClassVar[int]
     STALE_LEVEL_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACTIVITY_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     state: WorkerState
     branch: str
@@ -79,7 +80,8 @@ class Worker(_message.Message):
     last_heartbeat_at: _timestamp_pb2.Timestamp
     stale_level: StaleLevel
     revision: int
-    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[WorkerState, str]] = ..., branch: _Optional[str] = ..., worktree: _Optional[str] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stale_level: _Optional[_Union[StaleLevel, str]] = ..., revision: _Optional[int] = ...) -> None: ...
+    last_activity: str
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[WorkerState, str]] = ..., branch: _Optional[str] = ..., worktree: _Optional[str] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_heartbeat_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stale_level: _Optional[_Union[StaleLevel, str]] = ..., revision: _Optional[int] = ..., last_activity: _Optional[str] = ...) -> None: ...
 
 class WorkerEvent(_message.Message):
     __slots__ = ("revision", "type", "worker", "from_state", "reason", "time", "from_stale_level")

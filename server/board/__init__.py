@@ -1,0 +1,6 @@
+"""The board: a live page of the fleet in the browser, a second face of the daemon's core."""
+
+from .app import Board, ssl_context
+from .fleet import Fleet
+
+__all__ = ["Board", "Fleet", "ssl_context"]

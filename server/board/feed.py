@@ -1,0 +1,147 @@
+"""One open board's live feed: a WatchState stream turned into Server-Sent Events.
+
+A fresh page gets the layout, then every card (`reset`, whose id is the snapshot's revision),
+then `changes` as they commit (id: the last revision they reach). A page that reconnects
+sends that id back as `Last-Event-ID` and is sent only what it missed, from the log, plus the
+current stale levels and activities (`levels`): those live in memory, not in the log, so they
+cannot be replayed. Activity changes from heartbeats, which are not events, are looked for
+every ACTIVITY_POLL_S on a numbered list of changes, so an idle fleet costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from typing import Any
+
+from workerstate.v1 import workerstate_pb2 as pb
+
+from ..domain import RevisionCompacted, ShuttingDown
+from ..validate import WatchQuery
+from .fleet import Card, Fleet
+
+# How often heartbeat activities are looked for: new activity shows within about this long.
+ACTIVITY_POLL_S = 0.5
+# A comment line this often finds a vanished page (its socket errors) and keeps proxies from
+# closing a quiet stream.
+KEEPALIVE_S = 15.0
+# How long the browser waits before reconnecting (sent as `retry`): short, since a restart
+# takes about a second and the page should be live again soon after.
+RETRY_MS = 500
+
+
+def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
+    """One Server-Sent Event; JSON never holds a raw newline, so it is one `data` line."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class Feed:
+    """The events for one page, from `resume_after` (None: from a fresh snapshot)."""
+
+    def __init__(
+        self, fleet: Fleet, user: str | None, can_write: bool, resume_after: int | None
+    ) -> None:
+        self._fleet = fleet
+        self._user = user
+        self._can_write = can_write
+        self._resume_after = resume_after
+
+    @staticmethod
+    def resumable(fleet: Fleet, last_event_id: str | None) -> int | None:
+        """The revision to resume after, if the log still holds everything since it."""
+        if not last_event_id or not last_event_id.isdigit():
+            return None
+        revision = int(last_event_id)
+        if revision > fleet.hub.head or revision < fleet.hub.compact_revision - 1:
+            return None  # another file, or compacted away: start from a snapshot
+        return revision
+
+    async def events(self) -> AsyncIterator[bytes]:
+        fleet = self._fleet
+        layout = fleet.layout(self._user, self._can_write)
+        yield f"retry: {RETRY_MS}\n\n".encode() + sse("layout", layout)
+        resume = self._resume_after
+        query = WatchQuery(
+            start_revision=0 if resume is None else resume + 1,
+            task_ids=frozenset(),
+            states=frozenset(),
+            send_initial_state=resume is None,
+            liveness=True,
+            progress_notify=False,
+        )
+        activity_seen = fleet.heartbeats.activity_seq
+        responses = fleet.watch(query)
+        pending = asyncio.ensure_future(anext(responses))
+        snapshot: list[Card] = []
+        last_sent = time.monotonic()
+        try:
+            if resume is not None:
+                # Let the watch take its liveness cursor first: a crossing after that reaches
+                # the page through the watch, one before it is in these levels.
+                await asyncio.sleep(0)
+                yield sse("levels", self._levels())
+            while True:
+                done, _ = await asyncio.wait({pending}, timeout=ACTIVITY_POLL_S)
+                out: list[bytes] = []
+                if done:
+                    response = pending.result()
+                    pending = asyncio.ensure_future(anext(responses))
+                    if response.HasField("synced"):
+                        out.append(sse("reset", snapshot, response.synced.revision))
+                        snapshot = []
+                    elif response.events and response.events[0].type == pb.EVENT_TYPE_SNAPSHOT:
+                        snapshot.extend(fleet.card(e.worker) for e in response.events)
+                    elif response.events:
+                        out.append(self._changes(response.events))
+                if fleet.heartbeats.activity_seq != activity_seen:
+                    changed = fleet.heartbeats.activity_changed_since(activity_seen)
+                    activity_seen = fleet.heartbeats.activity_seq
+                    activities = {
+                        t: fleet.heartbeats.activity(t) for t in changed if fleet.view.get(t)
+                    }
+                    if activities:
+                        out.append(sse("activity", activities))
+                if not out and time.monotonic() - last_sent >= KEEPALIVE_S:
+                    out.append(b": keepalive\n\n")
+                if out:
+                    last_sent = time.monotonic()
+                    yield b"".join(out)
+        except (ShuttingDown, RevisionCompacted, StopAsyncIteration):
+            # The page reconnects with its last id: to the next daemon, or (compacted) to a
+            # fresh snapshot.
+            return
+        finally:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+            if isinstance(responses, AsyncGenerator):
+                await responses.aclose()
+
+    def _changes(self, events: Sequence[pb.WorkerEvent]) -> bytes:
+        """One `changes` event: the newest card of each worker the events touch."""
+        cards: dict[str, Card] = {}
+        for event in events:
+            cards[event.worker.task_id] = self._fleet.card(event.worker)
+        stored = [e.worker.task_id for e in events if e.type != pb.EVENT_TYPE_LIVENESS_CHANGED]
+        return sse(
+            "changes",
+            {"cards": list(cards.values()), "stored": sorted(set(stored))},
+            max(e.revision for e in events),
+        )
+
+    def _levels(self) -> dict[str, list[str | None]]:
+        """Every worker's level and activity now, for a page that was away: only the ones
+        that are not `ok` without activity, which the page takes for all the others."""
+        fleet = self._fleet
+        now_ms = fleet.clock.now_ms()
+        levels: dict[str, list[str | None]] = {}
+        for worker in fleet.view.newest_first():
+            level = fleet.level(worker, now_ms)[1].value
+            activity = fleet.heartbeats.activity(worker.task_id)
+            if level != "ok" or activity is not None:
+                levels[worker.task_id] = [level, activity]
+        return levels

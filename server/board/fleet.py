@@ -1,0 +1,116 @@
+"""What the board is given of the daemon's core, and the cards it shows.
+
+The board reads through the same view, hub, watch and liveness code as the gRPC API and writes
+through the same writer; it is handed exactly those, not the daemon. A card is a worker as the
+page needs it, in JSON: the worker's fields plus its stale level and last activity now.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workerstate.v1 import workerstate_pb2 as pb
+
+from ..clock import Clock
+from ..domain import TRANSITIONS, Command, Event, StaleLevel, Worker, WorkerNotFound, WorkerState
+from ..heartbeats import Heartbeats
+from ..hub import Hub
+from ..messages import LEVEL_FROM_PB, STATE_FROM_PB
+from ..validate import MAX_EVENTS_LIMIT, WatchQuery
+from ..view import WorkerView
+
+# The board's columns, left to right: the way work flows, with the detours beside the step
+# they leave from, and the two ends last.
+COLUMNS = (
+    WorkerState.ASSIGNED,
+    WorkerState.WORKING,
+    WorkerState.CONFLICTED,
+    WorkerState.IN_REVIEW,
+    WorkerState.APPROVED,
+    WorkerState.COMPLETED,
+    WorkerState.FAILED,
+)
+# Most events a card's history shows, newest first; a worker bounced back and forth for
+# weeks still opens at once.
+HISTORY_LIMIT = 500
+
+Card = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The parts of the core the board uses, built once by the daemon."""
+
+    view: WorkerView
+    hub: Hub
+    heartbeats: Heartbeats
+    level: Callable[[Worker, int], tuple[int | None, StaleLevel]]
+    watch: Callable[[WatchQuery], AsyncIterator[pb.WatchStateResponse]]
+    execute: Callable[[Command], Awaitable[Worker]]
+    events: Callable[[int, int, str, int], Awaitable[list[Event]]]  # Backend.events
+    clock: Clock
+
+    def card(self, message: pb.Worker) -> Card:
+        """The card for a worker message. A message for the worker's current revision gets
+        its level and activity as of now; an older one (a replayed event, superseded later
+        in the same stream) keeps what the message says."""
+        current = self.view.get(message.task_id)
+        if current is not None and current.revision == message.revision:
+            level = self.level(current, self.clock.now_ms())[1]
+            activity = self.heartbeats.activity(message.task_id)
+        else:
+            level = LEVEL_FROM_PB.get(message.stale_level, StaleLevel.OK)
+            activity = message.last_activity if message.HasField("last_activity") else None
+        return {
+            "task_id": message.task_id,
+            "state": STATE_FROM_PB[message.state].value,
+            "branch": message.branch,
+            "description": message.description if message.HasField("description") else None,
+            "revision": message.revision,
+            "state_since_ms": message.state_changed_at.ToMilliseconds(),
+            "level": level.value,
+            "activity": activity,
+        }
+
+    def worker_card(self, worker: Worker) -> Card:
+        """The card for a worker just returned by the writer."""
+        return {
+            "task_id": worker.task_id,
+            "state": worker.state.value,
+            "branch": worker.branch,
+            "description": worker.description,
+            "revision": worker.revision,
+            "state_since_ms": worker.state_changed_at_ms,
+            "level": self.level(worker, self.clock.now_ms())[1].value,
+            "activity": self.heartbeats.activity(worker.task_id),
+        }
+
+    def layout(self, user: str | None, can_write: bool) -> dict[str, Any]:
+        """What the page needs before any card: columns, the transition table, who it is
+        for and whether they may write, and the daemon's clock (ages count by it)."""
+        return {
+            "columns": [s.value for s in COLUMNS],
+            "transitions": {
+                s.value: [t.value for t in COLUMNS if t in TRANSITIONS[s]] for s in COLUMNS
+            },
+            "user": user,
+            "can_write": can_write,
+            "now_ms": self.clock.now_ms(),
+        }
+
+    async def history(self, task_id: str) -> list[Event]:
+        """The worker's stored events, newest first (at most HISTORY_LIMIT)."""
+        if self.view.get(task_id) is None:
+            raise WorkerNotFound(task_id)
+        head = self.hub.head
+        newest: deque[Event] = deque(maxlen=HISTORY_LIMIT)
+        after = max(0, self.hub.compact_revision - 1)  # older ones are gone
+        while True:
+            page = await self.events(after, MAX_EVENTS_LIMIT, task_id, head)
+            newest.extend(page)
+            if len(page) < MAX_EVENTS_LIMIT:
+                return list(reversed(newest))
+            after = page[-1].revision

@@ -3,8 +3,8 @@
 The file's lock makes this daemon its only writer, so a transaction never finds foreign
 events. Its statements run inline on the event loop: each one releases the GIL, and a thread
 of its own had to win it back from the busy loop after every statement, which cost a group
-~3.5 ms against the 0.2 ms its statements cost. Only a commit that has been slow (a slow
-disk's fsync) moves to a thread, so the loop keeps answering reads while the disk works.
+~3.5 ms against the 0.2 ms its statements cost. Only the COMMIT, with its fsync, may move to a
+thread: when callers are waiting behind it, or when the disk is slow (see SLOW_COMMIT_S).
 Reads of the log go through `EventReader` on threads: its connections never wait for the
 writer (WAL) and a long read never holds up the loop.
 """
@@ -12,6 +12,7 @@ writer (WAL) and a long read never holds up the loop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import fcntl
@@ -19,6 +20,7 @@ import json
 import logging
 import os
 import sqlite3
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -251,13 +253,17 @@ def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
         start += size
 
 
-# A commit slower than this, on average, moves to a thread (non-const so tests may change it).
-# Below it the loop is better off waiting: handing the COMMIT to a thread and the answer back
-# costs two GIL hand-offs, more than a fast fsync (0.2 ms here). Above it the loop would stall
-# every read for as long as the disk takes.
-SLOW_COMMIT_S = 0.001
-# Weight of the newest commit in the running average that decides it.
-_COMMIT_EWMA = 0.2
+# Where a COMMIT runs. Handing it to a thread and its answer back costs two GIL hand-offs
+# (~0.7 ms of CPU here), more than a fast fsync (0.2-0.4 ms): a group of one change, with
+# nobody else waiting, commits inline on the loop. A group of several means callers are
+# arriving concurrently: its COMMIT goes to a thread, and the loop serves them (and gathers
+# the next group) while the disk works. So does every COMMIT on a disk whose typical commit
+# is slower than this (non-const so tests and benchmarks may change it): the loop would
+# otherwise stall every read for as long as the disk takes.
+SLOW_COMMIT_S = 0.002
+# How many recent commits the typical (median) duration is taken over: a few slow fsyncs
+# on a busy disk do not make it slow.
+_RECENT_COMMITS = 16
 # For tests and benchmarks only: sleep this long before each COMMIT, as a slow disk would.
 COMMIT_DELAY_ENV = "WORKERSTATE_TEST_COMMIT_DELAY_MS"
 
@@ -280,7 +286,7 @@ class SQLiteBackend:
         self._lock_fd = lock_fd
         self._identity = _identity(path)
         self._reader = EventReader(path)
-        self._commit_s = 0.0  # running average of COMMIT's duration
+        self._recent: collections.deque[float] = collections.deque(maxlen=_RECENT_COMMITS)
         # One thread, reused: slow commits are serial anyway, and the pool's start-up is paid once.
         self._committer = concurrent.futures.ThreadPoolExecutor(1, "workerstate-commit")
         self._delay_s = int(os.environ.get(COMMIT_DELAY_ENV, "0") or 0) / 1000
@@ -371,14 +377,19 @@ class SQLiteBackend:
         self._conn.execute("COMMIT")
         return time.perf_counter() - started
 
-    async def _commit(self) -> None:
+    async def _commit(self, changes: int) -> None:
+        """COMMIT a group of `changes` rows and jobs, inline or on a thread (see above)."""
         with _faults():
-            if self._commit_s > SLOW_COMMIT_S:
+            if changes > 1 or self._slow_disk():
                 loop = asyncio.get_running_loop()
                 took = await loop.run_in_executor(self._committer, self._commit_now)
             else:
                 took = self._commit_now()
-        self._commit_s += _COMMIT_EWMA * (took - self._commit_s)
+        self._recent.append(took)
+
+    def _slow_disk(self) -> bool:
+        recent = self._recent
+        return len(recent) > 0 and statistics.median(recent) > SLOW_COMMIT_S
 
     def _rollback(self) -> None:
         try:
@@ -396,6 +407,7 @@ class SQLiteTransaction:
     def __init__(self, backend: SQLiteBackend) -> None:
         self._backend = backend
         self._conn = backend._conn
+        self._changes = 0
 
     async def applied_requests(self, request_ids: Sequence[str]) -> dict[str, tuple[str, Worker]]:
         found: dict[str, tuple[str, Worker]] = {}
@@ -411,13 +423,14 @@ class SQLiteTransaction:
         return found
 
     async def write(self, rows: Sequence[Row], upkeep: Sequence[Upkeep]) -> list[int]:
+        self._changes += len(rows) + len(upkeep)
         with _faults():
             if rows:
                 self._append(rows)
             return [self._upkeep(job) for job in upkeep]
 
     async def commit(self, head: int) -> None:
-        await self._backend._commit()
+        await self._backend._commit(self._changes)
 
     async def rollback(self) -> None:
         self._backend._rollback()

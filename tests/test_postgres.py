@@ -26,8 +26,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from harness import DaemonProcess, Watcher, create, details, serve_once, wait_until
+from test_compare_and_set import one_wins
 from test_durability import MOVES
-from test_watch import log_of
+from test_watch import assert_kept_from_16_of_20, log_of
 from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
@@ -154,20 +155,7 @@ def test_compare_and_set_holds_across_daemons(start):
         except grpc.RpcError as e:
             return e
 
-    with ThreadPoolExecutor(32) as pool:
-        outcomes = list(pool.map(attempt, range(32)))
-    wins = [o for o in outcomes if isinstance(o, pb.TransitionResponse)]
-    losses = [o for o in outcomes if isinstance(o, grpc.RpcError)]
-    assert len(wins) == 1 and len(losses) == 31
-    winner = wins[0].worker
-    for loss in losses:
-        code, info, _ = details(loss)
-        assert code == grpc.StatusCode.ABORTED
-        assert info.reason == "STALE_STATE"
-        assert info.metadata["task_id"] == "cas"
-        assert info.metadata["expected_state"] == "WORKING"
-        assert info.metadata["actual_state"] == S.Name(winner.state).removeprefix("WORKER_STATE_")
-        assert info.metadata["revision"] == str(winner.revision)
+    winner = one_wins(attempt)
     caught_up(a, b)
     for daemon in (a, b):
         events = daemon.stub.ListEvents(pb.ListEventsRequest(task_id="cas")).events
@@ -353,21 +341,7 @@ def test_compaction_runs_on_one_daemon_and_holds_on_both(start):
 
     wait_until(lambda: compacted(a) and compacted(b), timeout=10)
     for daemon in (a, b):
-        with pytest.raises(grpc.RpcError) as caught:
-            daemon.stub.ListEvents(pb.ListEventsRequest(after_revision=14))
-        code, info, _ = details(caught.value)
-        assert (code, info.reason) == (grpc.StatusCode.OUT_OF_RANGE, "REVISION_COMPACTED")
-        assert info.metadata["compact_revision"] == "16"
-        kept = daemon.stub.ListEvents(pb.ListEventsRequest(after_revision=15)).events
-        assert [e.revision for e in kept] == [16, 17, 18, 19, 20]
-        below = Watcher(daemon.stub, start_revision=15)
-        code, info, _ = details(below.ended())
-        assert code == grpc.StatusCode.OUT_OF_RANGE
-        assert info.metadata["compact_revision"] == "16"
-        at = Watcher(daemon.stub, start_revision=16)
-        at.wait_for_revision(20)
-        at.close()
-        assert [e.revision for e in at.stored()] == [16, 17, 18, 19, 20]
+        assert_kept_from_16_of_20(daemon.stub)
     compactors = [d for d in (a, b) if any("this daemon compacts" in line for line in d.log)]
     assert len(compactors) == 1, "".join(a.log + b.log)
     # What the compactor deleted, the other daemon did not try to delete too.

@@ -203,20 +203,24 @@ def test_compaction_refuses_compacted_revisions_and_serves_the_rest(make_daemon)
         return False
 
     wait_until(compacted, timeout=10)
+    assert_kept_from_16_of_20(daemon.stub)
+
+
+def assert_kept_from_16_of_20(stub) -> None:
+    """With 20 events and 5 kept: reads below 16 are refused, 16..20 are served."""
     with pytest.raises(grpc.RpcError) as caught:
-        daemon.stub.ListEvents(pb.ListEventsRequest(after_revision=14))
+        stub.ListEvents(pb.ListEventsRequest(after_revision=14))
     code, info, _ = details(caught.value)
     assert code == grpc.StatusCode.OUT_OF_RANGE
     assert info.reason == "REVISION_COMPACTED"
     assert info.metadata["compact_revision"] == "16"
-    kept = daemon.stub.ListEvents(pb.ListEventsRequest(after_revision=15)).events
+    kept = stub.ListEvents(pb.ListEventsRequest(after_revision=15)).events
     assert [e.revision for e in kept] == [16, 17, 18, 19, 20]
-
-    below = Watcher(daemon.stub, start_revision=15)
+    below = Watcher(stub, start_revision=15)
     code, info, _ = details(below.ended())
     assert code == grpc.StatusCode.OUT_OF_RANGE
     assert info.metadata["compact_revision"] == "16"
-    at = Watcher(daemon.stub, start_revision=16)
+    at = Watcher(stub, start_revision=16)
     at.wait_for_revision(20)
     at.close()
     assert [e.revision for e in at.stored()] == [16, 17, 18, 19, 20]

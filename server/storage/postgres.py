@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 
-from ..domain import Event, EventType, RevisionCompacted, StorageUnavailable, Worker, WorkerState
+from ..domain import Event, RevisionCompacted, StorageUnavailable, Worker
 from .base import (
     BackendFault,
     DeleteEventsBelow,
@@ -35,6 +34,16 @@ from .base import (
     SaveHeartbeats,
     StorageError,
     Upkeep,
+)
+from .rows import (
+    EVENT_COLUMNS,
+    WORKER_COLUMNS,
+    event_from_row,
+    event_row,
+    worker_from_json,
+    worker_from_row,
+    worker_row,
+    worker_to_json,
 )
 
 log = logging.getLogger(__name__)
@@ -107,14 +116,6 @@ PING_S = 1.0
 PING_TIMEOUT_S = 2.0
 RECONNECT_S = 0.5
 
-_EVENT_COLUMNS = (
-    "revision, type, task_id, state, from_state, reason, time_ms,"
-    " branch, worktree, description, created_at_ms"
-)
-_WORKER_COLUMNS = (
-    "task_id, state, branch, worktree, description, created_at_ms, state_changed_at_ms, revision"
-)
-_STATES = {s.value: s for s in WorkerState}
 # The driver's and the network's failures: what makes a group fail, not the daemon.
 FAULTS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
@@ -149,62 +150,9 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-def _worker_from_row(row: Sequence[Any]) -> Worker:
-    task_id, state, branch, worktree, description, created, changed, revision = row
-    return Worker(
-        task_id, _STATES[state], branch, worktree, description, created, changed, revision
-    )
-
-
-def _event_from_row(row: Sequence[Any]) -> Event:
-    revision, type_, task_id, state, from_state, reason, time_ms = row[:7]
-    branch, worktree, description, created = row[7:]
-    worker = Worker(
-        task_id, _STATES[state], branch, worktree, description, created, time_ms, revision
-    )
-    return Event(
-        revision,
-        EventType(type_),
-        worker,
-        None if from_state is None else _STATES[from_state],
-        reason,
-        time_ms,
-    )
-
-
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     """Rows as one list per column, for `unnest`: one prepared statement for any group size."""
     return [[row[i] for row in rows] for i in range(width)] if rows else [[] for _ in range(width)]
-
-
-def _worker_row(w: Worker) -> tuple[Any, ...]:
-    return (
-        w.task_id,
-        w.state.value,
-        w.branch,
-        w.worktree,
-        w.description,
-        w.created_at_ms,
-        w.state_changed_at_ms,
-        w.revision,
-    )
-
-
-def _event_row(event: Event) -> tuple[Any, ...]:
-    w = event.worker
-    return (
-        event.revision,
-        event.type.value,
-        w.task_id,
-        w.state.value,
-        None if event.from_state is None else event.from_state.value,
-        event.reason,
-        event.time_ms,
-        w.branch,
-        w.worktree,
-        w.description,
-        w.created_at_ms,
-    )
 
 
 def _notice(payload: str) -> Notice:
@@ -305,7 +253,7 @@ class PostgresBackend:
                     f"SELECT head, beats, compact_revision FROM {SCHEMA}.meta WHERE id = 1"
                 )
                 workers = await conn.fetch(
-                    f"SELECT {_WORKER_COLUMNS} FROM {SCHEMA}.workers ORDER BY revision"
+                    f"SELECT {WORKER_COLUMNS} FROM {SCHEMA}.workers ORDER BY revision"
                 )
                 beats = await conn.fetch(
                     f"SELECT task_id, ts_ms, activity FROM {SCHEMA}.heartbeats"
@@ -313,7 +261,7 @@ class PostgresBackend:
         return Loaded(
             head=meta["head"],
             compact_revision=meta["compact_revision"],
-            workers=[_worker_from_row(row) for row in workers],
+            workers=[worker_from_row(row) for row in workers],
             heartbeats={row[0]: (row[1], row[2]) for row in beats},
             position=Notice(meta["head"], meta["beats"], meta["compact_revision"]),
         )
@@ -331,11 +279,11 @@ class PostgresBackend:
                 foreign: list[Event] = []
                 if meta["head"] > known_head:
                     rows = await conn.fetch(
-                        f"SELECT {_EVENT_COLUMNS} FROM {SCHEMA}.events"
+                        f"SELECT {EVENT_COLUMNS} FROM {SCHEMA}.events"
                         " WHERE revision > $1 ORDER BY revision",
                         known_head,
                     )
-                    foreign = [_event_from_row(row) for row in rows]
+                    foreign = [event_from_row(row) for row in rows]
                     if not foreign or foreign[0].revision != known_head + 1:
                         raise BehindCompaction(known_head, meta["compact_revision"])
             except BaseException:
@@ -353,7 +301,7 @@ class PostgresBackend:
             ):
                 compact = await conn.fetchval(f"SELECT compact_revision FROM {SCHEMA}.meta")
                 rows = await conn.fetch(
-                    f"SELECT {_EVENT_COLUMNS} FROM {SCHEMA}.events WHERE {where}"
+                    f"SELECT {EVENT_COLUMNS} FROM {SCHEMA}.events WHERE {where}"
                     " ORDER BY revision LIMIT $3",
                     *params,
                 )
@@ -363,7 +311,7 @@ class PostgresBackend:
         # be silent, so it is refused here, in the same snapshot as the read.
         if after_revision + 1 < compact:
             raise RevisionCompacted(after_revision + 1, compact)
-        return [_event_from_row(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     async def compaction_cutoff(self, head: int, keep_events: int, before_ms: int) -> int:
         if not self.compactor:
@@ -484,7 +432,7 @@ class PostgresTransaction:
                 " WHERE request_id = ANY($1::text[])",
                 list(request_ids),
             )
-        return {row[0]: (row[1], _worker_from_row(json.loads(row[2]))) for row in rows}
+        return {row[0]: (row[1], worker_from_json(row[2])) for row in rows}
 
     async def write(self, rows: Sequence[Row], upkeep: Sequence[Upkeep]) -> list[int]:
         conn = self._conn
@@ -492,7 +440,7 @@ class PostgresTransaction:
             if rows:
                 workers = {r.event.worker.task_id: r.event.worker for r in rows}
                 await conn.execute(
-                    f"INSERT INTO {SCHEMA}.workers ({_WORKER_COLUMNS})"
+                    f"INSERT INTO {SCHEMA}.workers ({WORKER_COLUMNS})"
                     " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
                     " $5::text[], $6::bigint[], $7::bigint[], $8::bigint[])"
                     " ON CONFLICT (task_id) DO UPDATE SET state = excluded.state,"
@@ -501,20 +449,20 @@ class PostgresTransaction:
                     " created_at_ms = excluded.created_at_ms,"
                     " state_changed_at_ms = excluded.state_changed_at_ms,"
                     " revision = excluded.revision",
-                    *_columns([_worker_row(w) for w in workers.values()], 8),
+                    *_columns([worker_row(w) for w in workers.values()], 8),
                 )
                 await conn.execute(
-                    f"INSERT INTO {SCHEMA}.events ({_EVENT_COLUMNS})"
+                    f"INSERT INTO {SCHEMA}.events ({EVENT_COLUMNS})"
                     " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"
                     " $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[],"
                     " $10::text[], $11::bigint[])",
-                    *_columns([_event_row(r.event) for r in rows], 11),
+                    *_columns([event_row(r.event) for r in rows], 11),
                 )
                 requests = [
                     (
                         r.request_id,
                         r.fingerprint,
-                        json.dumps(_worker_row(r.event.worker)),
+                        worker_to_json(r.event.worker),
                         r.event.time_ms,
                     )
                     for r in rows

@@ -16,7 +16,6 @@ import collections
 import concurrent.futures
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import sqlite3
@@ -27,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..domain import Event, EventType, StorageUnavailable, Worker, WorkerState
+from ..domain import Event, StorageUnavailable, Worker
 from .base import (
     BackendFault,
     DeleteEventsBelow,
@@ -37,6 +36,16 @@ from .base import (
     SaveHeartbeats,
     StorageError,
     Upkeep,
+)
+from .rows import (
+    EVENT_COLUMNS,
+    WORKER_COLUMNS,
+    event_from_row,
+    event_row,
+    worker_from_json,
+    worker_from_row,
+    worker_row,
+    worker_to_json,
 )
 
 T = TypeVar("T")
@@ -91,14 +100,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-_EVENT_COLUMNS = (
-    "revision, type, task_id, state, from_state, reason, time_ms,"
-    " branch, worktree, description, created_at_ms"
-)
-_WORKER_COLUMNS = (
-    "task_id, state, branch, worktree, description, created_at_ms, state_changed_at_ms, revision"
-)
 
 
 def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
@@ -171,72 +172,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {step + 1}")
         conn.execute("COMMIT")
-
-
-# Stored names to members by plain dict lookup: `WorkerState(name)` goes through Enum's
-# Python-level constructor, a visible share of loading 100,000 workers at start.
-_STATES = {s.value: s for s in WorkerState}
-
-
-def _worker_from_row(row: tuple[Any, ...]) -> Worker:
-    task_id, state, branch, worktree, description, created, changed, revision = row
-    return Worker(
-        task_id, _STATES[state], branch, worktree, description, created, changed, revision
-    )
-
-
-def _event_from_row(row: tuple[Any, ...]) -> Event:
-    revision, type_, task_id, state, from_state, reason, time_ms = row[:7]
-    branch, worktree, description, created = row[7:]
-    worker = _worker_from_row(
-        (task_id, state, branch, worktree, description, created, time_ms, revision)
-    )
-    return Event(
-        worker.revision,
-        EventType(type_),
-        worker,
-        None if from_state is None else _STATES[from_state],
-        reason,
-        worker.state_changed_at_ms,
-    )
-
-
-def _worker_row(w: Worker) -> tuple[Any, ...]:
-    return (
-        w.task_id,
-        w.state.value,
-        w.branch,
-        w.worktree,
-        w.description,
-        w.created_at_ms,
-        w.state_changed_at_ms,
-        w.revision,
-    )
-
-
-def _event_row(event: Event) -> tuple[Any, ...]:
-    w = event.worker
-    return (
-        event.revision,
-        event.type.value,
-        w.task_id,
-        w.state.value,
-        None if event.from_state is None else event.from_state.value,
-        event.reason,
-        event.time_ms,
-        w.branch,
-        w.worktree,
-        w.description,
-        w.created_at_ms,
-    )
-
-
-def _worker_to_json(worker: Worker) -> str:
-    return json.dumps(_worker_row(worker))
-
-
-def _worker_from_json(text: str) -> Worker:
-    return _worker_from_row(tuple(json.loads(text)))
 
 
 def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
@@ -332,8 +267,8 @@ class SQLiteBackend:
         with _faults():
             head = int(conn.execute("SELECT coalesce(max(revision), 0) FROM events").fetchone()[0])
             oldest = conn.execute("SELECT min(revision) FROM events").fetchone()[0]
-            rows = conn.execute(f"SELECT {_WORKER_COLUMNS} FROM workers ORDER BY revision")
-            workers = [_worker_from_row(row) for row in rows]
+            rows = conn.execute(f"SELECT {WORKER_COLUMNS} FROM workers ORDER BY revision")
+            workers = [worker_from_row(row) for row in rows]
             beats = {
                 task_id: (ms, activity)
                 for task_id, ms, activity in conn.execute(
@@ -419,7 +354,7 @@ class SQLiteTransaction:
                     f" WHERE request_id IN ({marks})",
                     chunk,
                 ):
-                    found[request_id] = (fingerprint, _worker_from_json(worker))
+                    found[request_id] = (fingerprint, worker_from_json(worker))
         return found
 
     async def write(self, rows: Sequence[Row], upkeep: Sequence[Upkeep]) -> list[int]:
@@ -439,12 +374,12 @@ class SQLiteTransaction:
         workers = {row.event.worker.task_id: row.event.worker for row in rows}
         self._insert(
             "INSERT OR REPLACE INTO workers",
-            _WORKER_COLUMNS,
-            [_worker_row(w) for w in workers.values()],
+            WORKER_COLUMNS,
+            [worker_row(w) for w in workers.values()],
         )
-        self._insert("INSERT INTO events", _EVENT_COLUMNS, [_event_row(r.event) for r in rows])
+        self._insert("INSERT INTO events", EVENT_COLUMNS, [event_row(r.event) for r in rows])
         requests = [
-            (r.request_id, r.fingerprint, _worker_to_json(r.event.worker), r.event.time_ms)
+            (r.request_id, r.fingerprint, worker_to_json(r.event.worker), r.event.time_ms)
             for r in rows
             if r.request_id
         ]
@@ -507,10 +442,10 @@ class EventReader:
         params = (after_revision, upto, task_id) if task_id else (after_revision, upto)
         try:
             rows = self._conn().execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} ORDER BY revision LIMIT ?",
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY revision LIMIT ?",
                 (*params, limit),
             )
-            return [_event_from_row(row) for row in rows]
+            return [event_from_row(row) for row in rows]
         except sqlite3.Error as e:
             raise StorageUnavailable(f"the event log could not be read ({e})") from None
 

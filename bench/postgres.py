@@ -52,7 +52,7 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import MP, S, Tally, client_process, percentile, row, ws_setup
 from servers import READY, BenchDaemon, Floor, Server, free_port
-from watch_fanout import WorkerstateWriter, watcher_process, workerstate_watch
+from watch_fanout import WorkerstateWriter, collect, watcher_process, workerstate_watch
 from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
@@ -353,15 +353,7 @@ def fanout(system: System, watchers: int, rate: float, seconds: float) -> Row:
         last_revision = loop.run_until_complete(writer.run(rate, seconds))
         after = Sample.take(system)
         last.value = last_revision
-        loop.run_until_complete(writer.sentinel())
-        results, latencies = [], []
-        for _ in procs:
-            got, lat = out.get(timeout=120)
-            results.extend(got)
-            latencies.extend(lat)
-        for proc in procs:
-            proc.join(10)
-        loop.run_until_complete(writer.channel.close())
+        results, latencies = collect(loop, writer, out, procs)
     finally:
         asyncio.set_event_loop(None)
         loop.close()

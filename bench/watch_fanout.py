@@ -226,6 +226,23 @@ SERVERS: dict[str, tuple[Callable[[], Server], type[Writer]]] = {
 }
 
 
+def collect(
+    loop: asyncio.AbstractEventLoop, writer: Any, out: Any, procs: list[Any]
+) -> tuple[list[Any], list[float]]:
+    """End the watchers (the writer's sentinel), gather what each saw, close the writer."""
+    loop.run_until_complete(writer.sentinel())
+    results: list[Any] = []
+    latencies: list[float] = []
+    for _ in procs:
+        got, lat = out.get(timeout=120)
+        results.extend(got)
+        latencies.extend(lat)
+    for proc in procs:
+        proc.join(10)
+    loop.run_until_complete(writer.channel.close())
+    return results, latencies
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
@@ -270,15 +287,7 @@ def run(
         last_revision = loop.run_until_complete(writer.run(rate, seconds))
         cpu = server.cpu_seconds() - cpu_before
         last.value = last_revision
-        loop.run_until_complete(writer.sentinel())
-        results, latencies = [], []
-        for _ in procs:
-            got, lat = out.get(timeout=120)
-            results.extend(got)
-            latencies.extend(lat)
-        for proc in procs:
-            proc.join(10)
-        loop.run_until_complete(writer.channel.close())
+        results, latencies = collect(loop, writer, out, procs)
         expected = last_revision - head
         complete = all(count == expected and ordered for count, ordered in results)
         return {

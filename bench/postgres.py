@@ -51,6 +51,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import MP, S, Tally, client_process, percentile, row, ws_setup
+from run import markdown as run_markdown
 from servers import READY, BenchDaemon, Floor, Server, free_port
 from watch_fanout import WorkerstateWriter, collect, watcher_process, workerstate_watch
 from workerstate.v1 import workerstate_pb2 as pb
@@ -563,15 +564,7 @@ COLUMNS = (
 
 def markdown(rows: list[Row]) -> str:
     """run.py's table, with the PostgreSQL server's CPU and the commit figures as columns."""
-    lines = ["| " + " | ".join(COLUMNS) + " | notes |", "|" + "---|" * (len(COLUMNS) + 1)]
-    for r in rows:
-        notes = ", ".join(f"{k}={v}" for k, v in r.items() if k not in COLUMNS)
-        cells = [
-            json.dumps(r[c]) if c == "params" else ("" if r.get(c) is None else str(r[c]))
-            for c in COLUMNS
-        ]
-        lines.append("| " + " | ".join(cells) + f" | {notes} |")
-    return "\n".join(lines) + "\n"
+    return run_markdown(rows, COLUMNS)
 
 
 def _find(rows: list[Row], workload: str, system: str, n: int | None = None) -> Row | None:

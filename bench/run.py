@@ -655,11 +655,15 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
     return found
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " | notes |", "|" + "---|" * (len(COLUMNS) + 1)]
+def markdown(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
+    """The rows as a table; whatever a row holds beyond `columns` goes to its notes."""
+    lines = ["| " + " | ".join(columns) + " | notes |", "|" + "---|" * (len(columns) + 1)]
     for r in rows:
-        notes = r.get("skipped") or ", ".join(f"{k}={v}" for k, v in r.items() if k not in COLUMNS)
-        cells = [json.dumps(r[c]) if c == "params" else str(r.get(c, "")) for c in COLUMNS]
+        notes = r.get("skipped") or ", ".join(f"{k}={v}" for k, v in r.items() if k not in columns)
+        cells = [
+            json.dumps(r[c]) if c == "params" else ("" if r.get(c) is None else str(r[c]))
+            for c in columns
+        ]
         lines.append("| " + " | ".join(cells) + f" | {notes} |")
     return "\n".join(lines) + "\n"
 

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -153,6 +153,11 @@ def _describe(error: BaseException) -> str:
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     """Rows as one list per column, for `unnest`: one prepared statement for any group size."""
     return [[row[i] for row in rows] for i in range(width)] if rows else [[] for _ in range(width)]
+
+
+def _payload(notice: Notice) -> str:
+    """A notice as NOTIFY carries it (well under the 8,000-byte limit); `_notice` reads it."""
+    return f"{notice.head} {notice.beats} {notice.compact_revision}"
 
 
 def _notice(payload: str) -> Notice:
@@ -400,13 +405,6 @@ class BehindCompaction(BackendFault):
         )
 
 
-@dataclass(slots=True)
-class _Position:
-    head: int
-    beats: int
-    compact: int
-
-
 class PostgresTransaction:
     """A group's transaction, holding the meta row's lock from `begin` to its end."""
 
@@ -423,7 +421,8 @@ class PostgresTransaction:
         self._transaction = transaction
         self.foreign = foreign
         self._released = False
-        self._position = _Position(meta["head"], meta["beats"], meta["compact_revision"])
+        # Where the database stands as this group changes it: what its commit announces.
+        self._position = Notice(meta["head"], meta["beats"], meta["compact_revision"])
 
     async def applied_requests(self, request_ids: Sequence[str]) -> dict[str, tuple[str, Worker]]:
         with _faults():
@@ -480,7 +479,7 @@ class PostgresTransaction:
     async def _upkeep(self, job: Upkeep) -> int:
         conn = self._conn
         if isinstance(job, SaveHeartbeats):
-            self._position.beats += 1
+            self._position = replace(self._position, beats=self._position.beats + 1)
             await conn.execute(
                 f"INSERT INTO {SCHEMA}.heartbeats (task_id, ts_ms, activity, version)"
                 " SELECT t, ms, a, $4 FROM unnest($1::text[], $2::bigint[], $3::text[])"
@@ -497,8 +496,8 @@ class PostgresTransaction:
             )
             return len(job.beats)
         if isinstance(job, DeleteEventsBelow):
-            if job.revision > self._position.compact:
-                self._position.compact = job.revision
+            if job.revision > self._position.compact_revision:
+                self._position = replace(self._position, compact_revision=job.revision)
                 await conn.execute(
                     f"UPDATE {SCHEMA}.meta SET compact_revision = $1 WHERE id = 1", job.revision
                 )
@@ -515,18 +514,15 @@ class PostgresTransaction:
         return int(status.split()[-1])
 
     async def commit(self, head: int) -> None:
-        position = self._position
         try:
             with _faults():
-                if head != position.head:
+                if head != self._position.head:
                     await self._conn.execute(
                         f"UPDATE {SCHEMA}.meta SET head = $1 WHERE id = 1", head
                     )
-                    position.head = head
+                    self._position = replace(self._position, head=head)
                 await self._conn.execute(
-                    "SELECT pg_notify($1, $2)",
-                    CHANNEL,
-                    f"{position.head} {position.beats} {position.compact}",
+                    "SELECT pg_notify($1, $2)", CHANNEL, _payload(self._position)
                 )
                 await self._transaction.commit()
         finally:

@@ -293,8 +293,15 @@ LIVENESS = ("--warn-after", "300ms", "--stale-after", "600ms", "--dead-after", "
 
 def test_a_beat_through_a_brings_the_worker_back_to_ok_on_b(start):
     a, b = (start(*LIVENESS, "--heartbeat-flush", "200ms") for _ in range(2))
+    # Both watchers are in sync before the worker exists, so each sees every crossing
+    # however slowly the machine runs; B is read only once it has the worker.
+    watchers = [
+        Watcher(d.stub, liveness=True, task_ids=["quiet"], send_initial_state=True) for d in (a, b)
+    ]
+    for watcher in watchers:
+        wait_until(lambda w=watcher: any(m.HasField("synced") for m in w.messages))
     create(a.stub, "quiet")
-    watchers = [Watcher(d.stub, liveness=True, task_ids=["quiet"]) for d in (a, b)]
+    caught_up(a, b)
     wait_until(lambda: level(b, "quiet") == L.STALE_LEVEL_STALE, timeout=5)
     beat = a.stub.Heartbeat(pb.HeartbeatRequest(task_id="quiet", activity="back"))
     sent = time.monotonic()

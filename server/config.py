@@ -94,6 +94,7 @@ class Config:
     listen: str = "127.0.0.1:50051"
     thresholds: StaleThresholds = DEFAULT_THRESHOLDS
     heartbeat_flush_ms: int = 1000
+    group_wait_ms: int = 5
     shutdown_grace_ms: int = 10_000
     log_level: str = "info"
     retention: Retention = Retention()
@@ -153,6 +154,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         format_duration(d.heartbeat_flush_ms),
         "how often heartbeat times are written to the file; a crash loses at most this much",
         type=_positive_duration,
+    )
+    option(
+        "--group-wait",
+        format_duration(d.group_wait_ms),
+        "while writes arrive concurrently, how long a group commit waits for more changes to"
+        " share its commit (0ms: never wait); a lone writer never waits",
+        type=parse_duration,
     )
     option(
         "--shutdown-grace",
@@ -266,6 +274,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         listen=args.listen,
         thresholds=thresholds,
         heartbeat_flush_ms=args.heartbeat_flush,
+        group_wait_ms=args.group_wait,
         shutdown_grace_ms=args.shutdown_grace,
         log_level=args.log_level,
         retention=Retention(args.retain_events, args.retain_for, args.compact_interval),

@@ -133,6 +133,7 @@ class Daemon:
             loaded.workers,
             on_commit,
             metrics.observe_commit if metrics else None,
+            config.group_wait_ms / 1000,
         )
         core = Core(
             writer=writer,

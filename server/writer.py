@@ -6,6 +6,12 @@ checked on its own against the state the earlier changes in the group left, one 
 them all, and every caller is answered only after it. A group that fails is rolled back in
 the database and undone in memory, so both are as they were.
 
+Under concurrent writes a group waits a moment for company before it starts (MySQL's
+`binlog_group_commit_sync_delay`, PostgreSQL's `commit_delay`): the loop that runs the writer
+also parses requests and feeds watchers, and without the wait it commits each change alone as
+soon as it arrives, so every change pays a whole commit and every watcher a message of its
+own. The wait happens only after a group that had company, so a lone writer never waits.
+
 The workers in memory are exactly the database's as of `head`, plus the group's pending
 changes. On a database that other daemons write too, a transaction first reports what they
 committed since `head` (taken under the same lock that gives the next revisions); those
@@ -60,9 +66,10 @@ class Writer:
         workers: Iterable[Worker],
         on_commit: Callable[[list[Event]], None],
         observe: Callable[[int, float], None] | None = None,
+        group_wait_s: float = 0.0,
     ) -> None:
         """`workers` are the database's as of `head_revision`; `observe(jobs, seconds)` is
-        called after each group."""
+        called after each group; `group_wait_s` is the longest a group waits for company."""
         self._backend = backend
         self._clock = clock
         self._head = head_revision
@@ -71,6 +78,9 @@ class Writer:
         self._observe = observe
         self._queue: collections.deque[_Job] = collections.deque()
         self._idle: asyncio.Future[None] | None = None  # set while the task waits for work
+        self._group_wait_s = group_wait_s
+        self._filling: asyncio.Future[None] | None = None  # set while a group waits for company
+        self._had_company = False  # the last group held more than one job
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._remote_head = head_revision  # newest revision other daemons announced
@@ -84,6 +94,7 @@ class Writer:
             return
         self._closed = True
         self._wake()
+        _settle(self._filling)
         if self._task is not None:
             await self._task
 
@@ -113,13 +124,14 @@ class Writer:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._queue.append(_Job(future, work))
         self._wake()
+        if len(self._queue) >= MAX_GROUP:
+            _settle(self._filling)  # the group is full: waiting longer gains nothing
         # A caller that gives up (deadline, cancel) cancels only its future: the queued change
         # still commits or fails as a whole, and the answer is dropped.
         return await future
 
     def _wake(self) -> None:
-        if self._idle is not None and not self._idle.done():
-            self._idle.set_result(None)
+        _settle(self._idle)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -133,8 +145,27 @@ class Writer:
                 self._idle = loop.create_future()
                 await self._idle
                 continue
+            if (
+                self._had_company
+                and self._group_wait_s
+                and not self._closed
+                and len(self._queue) < MAX_GROUP
+            ):
+                await self._wait_for_company(loop)
             size = min(len(self._queue), MAX_GROUP)
+            self._had_company = size > 1
             await self._commit([self._queue.popleft() for _ in range(size)])
+
+    async def _wait_for_company(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Let more jobs join the next group: until the delay passes, the group is full, or
+        the writer closes."""
+        self._filling = filling = loop.create_future()
+        timer = loop.call_later(self._group_wait_s, _settle, filling)
+        try:
+            await filling
+        finally:
+            timer.cancel()
+            self._filling = None
 
     async def _commit(self, group: list[_Job]) -> None:
         head_before = self._head
@@ -277,3 +308,8 @@ class Writer:
                 self._workers[task_id] = worker
         if transaction is not None:
             await transaction.rollback()
+
+
+def _settle(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)

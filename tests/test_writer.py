@@ -62,6 +62,7 @@ def run_writer(
     body: Callable[[Writer, list[Event]], Awaitable[None]],
     backend_type: type[SQLiteBackend] = SQLiteBackend,
     observe: Callable[[int, float], None] | None = None,
+    group_wait_s: float = 0.0,
 ) -> None:
     """Open the file, start a writer on it, run `body`, close both."""
 
@@ -70,7 +71,13 @@ def run_writer(
         loaded = await backend.load()
         committed: list[Event] = []
         writer = Writer(
-            backend, ManualClock(), loaded.head, loaded.workers, committed.extend, observe
+            backend,
+            ManualClock(),
+            loaded.head,
+            loaded.workers,
+            committed.extend,
+            observe,
+            group_wait_s,
         )
         writer.start()
         try:
@@ -105,6 +112,62 @@ def test_a_group_is_written_whole_across_statement_sizes(tmp_path):
     events, workers = stored(path)
     assert events == [(i + 1, f"w{i:02}") for i in range(37)]
     assert workers == [f"w{i:02}" for i in range(37)]
+
+
+def test_a_lone_writer_never_waits_for_company(tmp_path):
+    """One change at a time commits at once, however long a group may wait."""
+    groups: list[int] = []
+
+    async def body(writer: Writer, committed: list[Event]) -> None:
+        started = time.monotonic()
+        for i in range(5):
+            await writer.execute(create(f"alone{i}"))
+        assert time.monotonic() - started < 5.0, "a lone change waited for company"
+
+    run_writer(
+        tmp_path / "ws.db", body, observe=lambda jobs, _: groups.append(jobs), group_wait_s=5.0
+    )
+    assert groups == [1] * 5
+
+
+def test_after_a_shared_commit_the_next_group_waits_for_company(tmp_path):
+    """Changes that arrive one by one, 20 ms apart, while writes are concurrent share one
+    commit."""
+    groups: list[int] = []
+
+    async def body(writer: Writer, committed: list[Event]) -> None:
+        await in_one_group([writer.execute(create(f"pair{i}")) for i in range(2)])
+        arriving = []
+        for i in range(5):
+            arriving.append(asyncio.ensure_future(writer.execute(create(f"late{i}"))))
+            await asyncio.sleep(0.02)
+        answers = await asyncio.gather(*arriving)
+        assert [a.revision for a in answers] == [3, 4, 5, 6, 7]
+
+    run_writer(
+        tmp_path / "ws.db", body, observe=lambda jobs, _: groups.append(jobs), group_wait_s=1.0
+    )
+    assert groups == [2, 5]
+
+
+def test_closing_the_writer_ends_a_wait_for_company(tmp_path):
+    """A group waiting for company commits at once when the daemon stops."""
+    groups: list[int] = []
+
+    async def body(writer: Writer, committed: list[Event]) -> None:
+        await in_one_group([writer.execute(create(f"pair{i}")) for i in range(2)])
+        waiting = asyncio.ensure_future(writer.execute(create("last")))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # waiting for company, for up to a minute
+        closed = time.monotonic()
+        await writer.close()
+        assert time.monotonic() - closed < 30.0
+        assert waiting.result().revision == 3
+
+    run_writer(
+        tmp_path / "ws.db", body, observe=lambda jobs, _: groups.append(jobs), group_wait_s=60.0
+    )
+    assert groups == [2, 1]
 
 
 def test_a_failed_group_leaves_neither_the_file_nor_the_writer_changed(tmp_path):

@@ -26,6 +26,7 @@ FLAGS = [
     "--stale-after",
     "--dead-after",
     "--heartbeat-flush",
+    "--group-wait",
     "--shutdown-grace",
     "--log-level",
 ]
@@ -59,6 +60,7 @@ def test_help_documents_every_flag_with_its_env_and_default():
         (["serve", "--warn-after", "2m", "--stale-after", "1m"], "warn-after <= stale-after"),
         (["serve", "--log-level", "loud"], "invalid choice"),
         (["serve", "--heartbeat-flush", "0s"], "greater than zero"),
+        (["serve", "--group-wait", "soon"], "invalid duration"),
         (["frobnicate"], "invalid choice"),
     ],
 )

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -231,3 +232,20 @@ class Watcher:
     def close(self) -> None:
         self.stream.cancel()
         self._thread.join(5)
+
+
+def scrape(daemon: DaemonProcess) -> dict[str, float]:
+    """The daemon's Prometheus samples (it must serve --metrics-listen), by series."""
+    address = next(
+        m.group(1)
+        for line in daemon.log
+        if (m := re.search(r"serving metrics on http://(\S+)/metrics", line))
+    )
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples

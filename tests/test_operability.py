@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import socket
-import urllib.request
 
 import grpc
 import pytest
-from harness import DaemonProcess, Watcher, create, wait_until
+from harness import DaemonProcess, Watcher, create, scrape, wait_until
 from workerstate.v1 import workerstate_pb2 as pb
 
 S = pb.WorkerState
-
-
-def scrape(daemon: DaemonProcess) -> dict[str, float]:
-    address = next(
-        m.group(1)
-        for line in daemon.log
-        if (m := re.search(r"serving metrics on http://(\S+)/metrics", line))
-    )
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
 
 
 def test_metrics_are_scraped(make_daemon):

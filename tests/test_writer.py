@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from harness import scrape
 from workerstate.server import validate
 from workerstate.server.clock import ManualClock
 from workerstate.server.domain import Event, StorageUnavailable, Worker, WorkerState
@@ -274,3 +275,36 @@ def test_reads_do_not_wait_for_a_slow_disk(make_daemon, monkeypatch):
         assert time.monotonic() - sent < 1.0, "the read waited for the commit"
         assert read.worker.state == pb.WORKER_STATE_ASSIGNED  # not durable yet, so not shown
         assert moving.result(10).worker.state == pb.WORKER_STATE_WORKING
+
+
+def test_the_daemon_lets_concurrent_writes_share_a_commit(make_daemon, monkeypatch):
+    """Through the daemon, with commits taking 200 ms: once two changes have shared a commit,
+    a change and another sent 100 ms after it commit together (--group-wait 1s); without
+    the wait the second would find the first's commit under way and commit on its own."""
+    monkeypatch.setenv(COMMIT_DELAY_ENV, "200")
+    daemon = make_daemon("--group-wait", "1s", "--metrics-listen", "127.0.0.1:0")
+    stub = daemon.stub
+
+    def create_worker(task_id: str) -> object:
+        return stub.CreateWorker(pb.CreateWorkerRequest(task_id=task_id, branch="b", worktree="/w"))
+
+    def groups() -> tuple[float, float]:
+        samples = scrape(daemon)
+        return (
+            samples["workerstate_commit_batch_size_count"],
+            samples["workerstate_commit_batch_size_sum"],
+        )
+
+    with ThreadPoolExecutor(3) as pool:
+        alone = pool.submit(create_worker, "alone")
+        time.sleep(0.05)  # "alone" is in its 200 ms commit: the next two queue behind it
+        pair = [pool.submit(create_worker, f"pair{i}") for i in range(2)]
+        for call in (alone, *pair):
+            call.result(10)
+        before = groups()
+        first = pool.submit(create_worker, "first")
+        time.sleep(0.1)
+        second = pool.submit(create_worker, "second")
+        assert [c.result(10).worker.revision for c in (first, second)] == [4, 5]
+    after = groups()
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 2)

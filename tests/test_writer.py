@@ -278,10 +278,10 @@ def test_reads_do_not_wait_for_a_slow_disk(make_daemon, monkeypatch):
 
 
 def test_the_daemon_lets_concurrent_writes_share_a_commit(make_daemon, monkeypatch):
-    """Through the daemon, with commits taking 200 ms: once two changes have shared a commit,
+    """Through the daemon, with commits taking 500 ms: once two changes have shared a commit,
     a change and another sent 100 ms after it commit together (--group-wait 1s); without
     the wait the second would find the first's commit under way and commit on its own."""
-    monkeypatch.setenv(COMMIT_DELAY_ENV, "200")
+    monkeypatch.setenv(COMMIT_DELAY_ENV, "500")
     daemon = make_daemon("--group-wait", "1s", "--metrics-listen", "127.0.0.1:0")
     stub = daemon.stub
 
@@ -297,7 +297,7 @@ def test_the_daemon_lets_concurrent_writes_share_a_commit(make_daemon, monkeypat
 
     with ThreadPoolExecutor(3) as pool:
         alone = pool.submit(create_worker, "alone")
-        time.sleep(0.05)  # "alone" is in its 200 ms commit: the next two queue behind it
+        time.sleep(0.05)  # "alone" is in its 500 ms commit: the next two queue behind it
         pair = [pool.submit(create_worker, f"pair{i}") for i in range(2)]
         for call in (alone, *pair):
             call.result(10)

@@ -4,9 +4,9 @@ A beat must not cost an fsync, so beats land here and a flusher hands the change
 writer every flush interval (and at shutdown). A crash loses at most one interval of beat
 times, which only makes a worker look a little staler after restart; never a transition.
 
-The last beat's activity is kept in memory only: it says what a worker is doing now, so a
-restart forgets it until the next beat. Changes to it are numbered, so a dashboard can ask
-for the ones it has not seen without looking at every worker.
+The last beat's activity travels with its time: written behind in the same flush, loaded
+at start, and taken in from other daemons' beats. Changes to it are numbered, so a dashboard
+can ask for the ones it has not seen without looking at every worker.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -357,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Operate a workerstate fleet, or run the daemon (`workerstate serve`).",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"workerstate {metadata.version('workerstate')}"
     )
     global_options(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

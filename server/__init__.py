@@ -1,1 +1,1 @@
-"""The workerstate daemon: owns the SQLite file and serves the WorkerService API."""
+"""The workerstate daemon: keeps the fleet's state in storage and serves the WorkerService API."""

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from importlib import metadata
 
 from . import logs, systemd
 from .config import Config, add_serve_arguments, config_from_args
@@ -17,7 +18,8 @@ from .storage import StorageError
 log = logging.getLogger("workerstate")
 
 SERVE_DESCRIPTION = (
-    "Run the workerstate daemon: it owns one SQLite file and serves the "
+    "Run the workerstate daemon: it keeps the fleet's state in a SQLite file of its own or in "
+    "a PostgreSQL database that several daemons share, and serves the "
     "workerstate.v1.WorkerService gRPC API (plus grpc.health.v1 and reflection). "
     "SIGTERM or SIGINT stops it gracefully; a second signal stops it at once."
 )
@@ -61,6 +63,9 @@ def run(config: Config) -> int:
 def serve_main(argv: list[str] | None = None) -> int:
     """`workerstate serve` hands over to this (as `python -m workerstate.server`)."""
     parser = argparse.ArgumentParser(prog="workerstate serve", description=SERVE_DESCRIPTION)
+    parser.add_argument(
+        "--version", action="version", version=f"workerstate {metadata.version('workerstate')}"
+    )
     add_serve_arguments(parser)
     return run(config_from_args(parser.parse_args(argv), parser))
 

@@ -52,10 +52,21 @@ def unique(prefix: str = "t") -> str:
 
 
 class DaemonProcess:
-    """`workerstate serve` in a subprocess; stopped by pid, never by name."""
+    """`workerstate serve` in a subprocess; stopped by pid, never by name.
 
-    def __init__(self, db: Path | str, *args: str, listen: str = "127.0.0.1:0") -> None:
+    `command` is what starts it: the dev tree's module by default, an installed console
+    script's `[".../bin/workerstate", "serve"]` in the packaging tests.
+    """
+
+    def __init__(
+        self,
+        db: Path | str,
+        *args: str,
+        listen: str = "127.0.0.1:0",
+        command: tuple[str, ...] = (sys.executable, "-m", "workerstate.server"),
+    ) -> None:
         self.db = db
+        self.command = command
         self.args = ["--db", str(db), "--listen", listen, *args]
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
@@ -66,7 +77,7 @@ class DaemonProcess:
         self._close_channel()  # a restarted daemon may listen on another port
         self.log = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workerstate.server", *self.args],
+            [*self.command, *self.args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -26,8 +26,8 @@ if _version_not_supported:
 
 
 class WorkerServiceStub:
-    """WorkerService is the whole API: mutations (CreateWorker, Transition, FailWorker),
-    liveness (Heartbeat, StreamHeartbeats) and reads (GetWorker, ListWorkers, ListEvents,
+    """WorkerService is the whole API: mutations (CreateWorker, Transition, FailWorker, SetLabels,
+    DeleteWorker, and Apply for several at once), liveness (Heartbeat, StreamHeartbeats) and reads (GetWorker, ListWorkers, ListEvents,
     WatchState).
     """
 
@@ -82,11 +82,26 @@ class WorkerServiceStub:
                 request_serializer=workerstate_dot_v1_dot_workerstate__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=workerstate_dot_v1_dot_workerstate__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.SetLabels = channel.unary_unary(
+                '/workerstate.v1.WorkerService/SetLabels',
+                request_serializer=workerstate_dot_v1_dot_workerstate__pb2.SetLabelsRequest.SerializeToString,
+                response_deserializer=workerstate_dot_v1_dot_workerstate__pb2.SetLabelsResponse.FromString,
+                _registered_method=True)
+        self.Apply = channel.unary_unary(
+                '/workerstate.v1.WorkerService/Apply',
+                request_serializer=workerstate_dot_v1_dot_workerstate__pb2.ApplyRequest.SerializeToString,
+                response_deserializer=workerstate_dot_v1_dot_workerstate__pb2.ApplyResponse.FromString,
+                _registered_method=True)
+        self.DeleteWorker = channel.unary_unary(
+                '/workerstate.v1.WorkerService/DeleteWorker',
+                request_serializer=workerstate_dot_v1_dot_workerstate__pb2.DeleteWorkerRequest.SerializeToString,
+                response_deserializer=workerstate_dot_v1_dot_workerstate__pb2.DeleteWorkerResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
-    """WorkerService is the whole API: mutations (CreateWorker, Transition, FailWorker),
-    liveness (Heartbeat, StreamHeartbeats) and reads (GetWorker, ListWorkers, ListEvents,
+    """WorkerService is the whole API: mutations (CreateWorker, Transition, FailWorker, SetLabels,
+    DeleteWorker, and Apply for several at once), liveness (Heartbeat, StreamHeartbeats) and reads (GetWorker, ListWorkers, ListEvents,
     WatchState).
     """
 
@@ -195,6 +210,42 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetLabels(self, request, context):
+        """SetLabels replaces a worker's labels with the given set (an empty set removes them all),
+        in any state, COMPLETED included, and appends a LABELS_CHANGED event whose from_labels
+        holds the labels before. Neither the state nor state_changed_at changes. When
+        expected_revision is not 0, the worker's revision must equal it.
+        Errors: STALE_STATE, WORKER_NOT_FOUND, REQUEST_ID_REUSED, READ_ONLY_TOKEN, BadRequest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Apply(self, request, context):
+        """Apply runs a batch of operations all or nothing. They run in order, each seeing what the
+        earlier ones did (a batch may create a worker and move it to WORKING). If any fails,
+        nothing is stored and the call fails with that operation's error (see "Apply" in the
+        error table). On success the events take consecutive revisions in operation order, and a
+        watcher that matches all of a batch's events gets them in one message when they are 500
+        or fewer, never interleaved with other changes. The whole batch is idempotent under
+        ApplyRequest.request_id; an operation's own request_id must be empty.
+        Errors: those of each operation, READ_ONLY_TOKEN, BadRequest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWorker(self, request, context):
+        """DeleteWorker removes a COMPLETED or FAILED worker and appends a DELETED event whose
+        worker is the worker as it was. Afterwards the task is unknown (WORKER_NOT_FOUND) and
+        CreateWorker may reuse its task_id; its events stay in the log until compaction.
+        Errors: WORKER_ACTIVE, STALE_STATE, WORKER_NOT_FOUND, REQUEST_ID_REUSED, READ_ONLY_TOKEN,
+        BadRequest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -243,6 +294,21 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     request_deserializer=workerstate_dot_v1_dot_workerstate__pb2.ListEventsRequest.FromString,
                     response_serializer=workerstate_dot_v1_dot_workerstate__pb2.ListEventsResponse.SerializeToString,
             ),
+            'SetLabels': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLabels,
+                    request_deserializer=workerstate_dot_v1_dot_workerstate__pb2.SetLabelsRequest.FromString,
+                    response_serializer=workerstate_dot_v1_dot_workerstate__pb2.SetLabelsResponse.SerializeToString,
+            ),
+            'Apply': grpc.unary_unary_rpc_method_handler(
+                    servicer.Apply,
+                    request_deserializer=workerstate_dot_v1_dot_workerstate__pb2.ApplyRequest.FromString,
+                    response_serializer=workerstate_dot_v1_dot_workerstate__pb2.ApplyResponse.SerializeToString,
+            ),
+            'DeleteWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWorker,
+                    request_deserializer=workerstate_dot_v1_dot_workerstate__pb2.DeleteWorkerRequest.FromString,
+                    response_serializer=workerstate_dot_v1_dot_workerstate__pb2.DeleteWorkerResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'workerstate.v1.WorkerService', rpc_method_handlers)
@@ -252,8 +318,8 @@ def add_WorkerServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class WorkerService:
-    """WorkerService is the whole API: mutations (CreateWorker, Transition, FailWorker),
-    liveness (Heartbeat, StreamHeartbeats) and reads (GetWorker, ListWorkers, ListEvents,
+    """WorkerService is the whole API: mutations (CreateWorker, Transition, FailWorker, SetLabels,
+    DeleteWorker, and Apply for several at once), liveness (Heartbeat, StreamHeartbeats) and reads (GetWorker, ListWorkers, ListEvents,
     WatchState).
     """
 
@@ -490,6 +556,87 @@ class WorkerService:
             '/workerstate.v1.WorkerService/ListEvents',
             workerstate_dot_v1_dot_workerstate__pb2.ListEventsRequest.SerializeToString,
             workerstate_dot_v1_dot_workerstate__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLabels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workerstate.v1.WorkerService/SetLabels',
+            workerstate_dot_v1_dot_workerstate__pb2.SetLabelsRequest.SerializeToString,
+            workerstate_dot_v1_dot_workerstate__pb2.SetLabelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Apply(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workerstate.v1.WorkerService/Apply',
+            workerstate_dot_v1_dot_workerstate__pb2.ApplyRequest.SerializeToString,
+            workerstate_dot_v1_dot_workerstate__pb2.ApplyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/workerstate.v1.WorkerService/DeleteWorker',
+            workerstate_dot_v1_dot_workerstate__pb2.DeleteWorkerRequest.SerializeToString,
+            workerstate_dot_v1_dot_workerstate__pb2.DeleteWorkerResponse.FromString,
             options,
             channel_credentials,
             insecure,

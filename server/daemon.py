@@ -24,13 +24,13 @@ from .board import Board, Fleet, ssl_context
 from .clock import Clock, SystemClock
 from .compaction import compact_every
 from .config import Config
-from .domain import Event, WorkerStateError
+from .domain import WorkerStateError
 from .follower import Follower
 from .heartbeats import Heartbeats
 from .hub import Hub
 from .liveness import Liveness
-from .messages import event_message
 from .metrics import FleetFigures, Metrics, RpcMetrics
+from .readmodel import ReadModel
 from .security import (
     Token,
     TokenAuth,
@@ -43,12 +43,10 @@ from .servicer import Core, WorkerService
 from .storage import open_backend
 from .storage.base import Backend, PruneRequests
 from .view import WorkerView
-from .watch import Watch
+from .watch import Sources, Watch
 from .writer import Writer
 
 log = logging.getLogger(__name__)
-# One line per stored change, at INFO: task, from, to, revision (fields in JSON logs).
-change_log = logging.getLogger("workerstate.changes")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["WorkerService"].full_name
 # Applied request ids are kept this long, so a client may retry a change for a day.
@@ -114,24 +112,14 @@ class Daemon:
         hub = Hub(head, loaded.compact_revision)
         heartbeats = Heartbeats(loaded.heartbeats)
         liveness = Liveness(view, heartbeats, clock, config.thresholds, hub.publish_liveness)
-
-        def on_commit(events: list[Event]) -> None:
-            # Readers see a change only now that it is durable; messages are built once here
-            # and shared by every watcher.
-            view.apply(events)
-            hub.publish(events, [event_message(e) for e in events])
-            liveness.on_commit(events)
-            if change_log.isEnabledFor(logging.INFO):
-                for event in events:
-                    _log_change(event)
-
+        read_model = ReadModel(view, hub, heartbeats, liveness)
         metrics = Metrics() if config.metrics_listen else None
         writer = Writer(
             backend,
             clock,
             head,
             loaded.workers,
-            on_commit,
+            read_model.apply,
             metrics.observe_commit if metrics else None,
             config.group_wait_ms / 1000,
         )
@@ -146,7 +134,17 @@ class Daemon:
             progress_interval_ms=config.progress_interval_ms,
             max_watchers=config.max_watchers,
         )
-        service = WorkerService(core)
+        # What both faces read, built once: neither can reach storage but through `events`.
+        sources = Sources(
+            hub=hub,
+            view=view,
+            level=liveness.level,
+            activity=heartbeats.activity,
+            events=backend.events,
+            clock=clock,
+            progress_interval_ms=config.progress_interval_ms,
+        )
+        service = WorkerService(core, sources)
         tokens = load_tokens(config.token_file) if config.token_file else None
         check_listen(
             config.listen,
@@ -157,7 +155,7 @@ class Daemon:
         credentials = None
         if config.tls_cert and config.tls_key:
             credentials = server_credentials(config.tls_cert, config.tls_key, config.client_ca)
-        board, board_url = _bind_board(config, core, service, tokens)
+        board, board_url = _bind_board(config, core, sources, tokens)
         # Interceptors cost every RPC a little; only pay for the ones asked for.
         interceptors: list[grpc.aio.ServerInterceptor] = []
         if metrics:
@@ -180,7 +178,7 @@ class Daemon:
             heartbeats,
             liveness,
             backend.beats_since,
-            hub.compacted_to,
+            read_model.compacted_to,
             loaded.position,
         )
         stop_metrics = None
@@ -312,7 +310,7 @@ def _bind(
 
 
 def _bind_board(
-    config: Config, core: Core, service: WorkerService, tokens: list[Token] | None
+    config: Config, core: Core, sources: Sources, tokens: list[Token] | None
 ) -> tuple[Board | None, str]:
     """The board (--board-listen) bound to its address, under the gRPC listener's policy."""
     if not config.board_listen:
@@ -328,7 +326,7 @@ def _bind_board(
         hub=core.hub,
         heartbeats=core.heartbeats,
         level=core.liveness.level,
-        watch=lambda query: Watch(query, service.sources).responses(),
+        watch=lambda query: Watch(query, sources).responses(),
         execute=core.writer.execute,
         events=core.backend.events,
         clock=core.clock,
@@ -341,23 +339,6 @@ def _bind_board(
         return board, board.bind(config.board_listen)
     except (OSError, ValueError) as e:
         raise ListenError(f"cannot serve the board on {config.board_listen}: {e}") from None
-
-
-def _log_change(event: Event) -> None:
-    before = event.from_state.value if event.from_state else "new"
-    change_log.info(
-        "worker %s %s -> %s (revision %d)",
-        event.worker.task_id,
-        before,
-        event.worker.state.value,
-        event.revision,
-        extra={
-            "task_id": event.worker.task_id,
-            "from": before,
-            "to": event.worker.state.value,
-            "revision": event.revision,
-        },
-    )
 
 
 def _figures(core: Core, service: WorkerService) -> FleetFigures:

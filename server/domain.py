@@ -43,11 +43,14 @@ class StaleLevel(_Enum):
 
 
 class EventType(_Enum):
-    """What a stored event records (the seed's task_assign, state_change, task_failed)."""
+    """What a stored event records (the seed's task_assign, state_change, task_failed, and
+    the changes the seed had no word for)."""
 
     ASSIGNED = "ASSIGNED"
     STATE_CHANGED = "STATE_CHANGED"
     FAILED = "FAILED"
+    LABELS_CHANGED = "LABELS_CHANGED"
+    DELETED = "DELETED"
 
 
 S = WorkerState
@@ -63,6 +66,12 @@ TRANSITIONS: Mapping[WorkerState, frozenset[WorkerState]] = {
 
 # Only these states are expected to heartbeat; the rest wait on people, not on the worker.
 LIVE_STATES = frozenset({S.ASSIGNED, S.WORKING})
+# Only these may be deleted: deleting a worker that still works would lose it silently.
+FINISHED_STATES = frozenset({S.COMPLETED, S.FAILED})
+
+# A worker's labels, sorted by key: hashable, with one repr per set (request fingerprints
+# compare reprs), and cheap to compare when a selector or a watcher filter reads them.
+Labels = tuple[tuple[str, str], ...]
 
 
 class WorkerStateError(Exception):
@@ -113,6 +122,18 @@ class WorkerCompleted(WorkerStateError):
     def __init__(self, task_id: str) -> None:
         super().__init__(f"worker {task_id} is COMPLETED and cannot be failed")
         self.task_id = task_id
+
+
+class WorkerActive(WorkerStateError):
+    """DeleteWorker on a worker that is not finished (COMPLETED or FAILED)."""
+
+    def __init__(self, task_id: str, actual: WorkerState) -> None:
+        super().__init__(
+            f"worker {task_id} is {actual.value}: only COMPLETED or FAILED workers can be "
+            "deleted; fail it first"
+        )
+        self.task_id = task_id
+        self.actual = actual
 
 
 class RequestIdReused(WorkerStateError):
@@ -199,11 +220,13 @@ class Worker:
     created_at_ms: int
     state_changed_at_ms: int
     revision: int
+    labels: Labels = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One entry of the log: the worker right after the change, and what changed."""
+    """One entry of the log: the worker right after the change (for DELETED, as it was),
+    and what changed."""
 
     revision: int
     type: EventType
@@ -211,6 +234,11 @@ class Event:
     from_state: WorkerState | None
     reason: str
     time_ms: int
+    from_labels: Labels = ()  # LABELS_CHANGED only
+    actor: str = ""  # a token's name, "daemon" for policy, "" for anonymous calls
+    # The revision of the last event of the Apply batch this event belongs to (0 for none):
+    # a watcher keeps a batch in one message. Held in memory only.
+    batch_end: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +262,8 @@ class CreateWorker:
     worktree: str
     description: str | None
     request_id: str = ""
+    labels: Labels = ()
+    actor: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +276,7 @@ class Transition:
     expected_revision: int = 0
     reason: str = ""
     request_id: str = ""
+    actor: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,9 +286,52 @@ class FailWorker:
     task_id: str
     reason: str = ""
     request_id: str = ""
+    actor: str = ""
 
 
-Command = CreateWorker | Transition | FailWorker
+@dataclass(frozen=True, slots=True)
+class SetLabels:
+    """Replace a worker's labels, in any state."""
+
+    task_id: str
+    labels: Labels
+    expected_revision: int = 0
+    request_id: str = ""
+    actor: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteWorker:
+    """Remove a finished worker; its task id is free again."""
+
+    task_id: str
+    expected_revision: int = 0
+    reason: str = ""
+    request_id: str = ""
+    actor: str = ""
+
+
+Change = CreateWorker | Transition | FailWorker | SetLabels | DeleteWorker
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Changes applied all or nothing, in order, at consecutive revisions (Apply)."""
+
+    changes: tuple[Change, ...]
+    request_id: str = ""
+
+
+Command = Change | Batch
+
+
+class OperationFailed(WorkerStateError):
+    """One change of a batch was refused, so none was stored; `error` says why."""
+
+    def __init__(self, index: int, error: WorkerStateError) -> None:
+        super().__init__(f"operations[{index}]: {error}")
+        self.index = index
+        self.error = error
 
 
 def check_transition(from_state: WorkerState, to_state: WorkerState) -> None:
@@ -272,7 +346,18 @@ def fingerprint(command: Command) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def apply(command: Command, current: Worker | None, revision: int, now_ms: int) -> Event:
+def _check_revision(current: Worker, expected_revision: int, expected_state: WorkerState) -> None:
+    if expected_revision and current.revision != expected_revision:
+        raise StaleState(
+            current.task_id,
+            expected_state,
+            current.state,
+            current.revision,
+            f"worker {current.task_id} is at revision {current.revision}, not {expected_revision}",
+        )
+
+
+def apply(command: Change, current: Worker | None, revision: int, now_ms: int) -> Event:
     """The event `command` makes at `revision`, given the stored worker; or the refusal."""
     if isinstance(command, CreateWorker):
         if current is not None:
@@ -286,10 +371,38 @@ def apply(command: Command, current: Worker | None, revision: int, now_ms: int) 
             created_at_ms=now_ms,
             state_changed_at_ms=now_ms,
             revision=revision,
+            labels=command.labels,
         )
-        return Event(revision, EventType.ASSIGNED, worker, None, "", now_ms)
+        return Event(revision, EventType.ASSIGNED, worker, None, "", now_ms, actor=command.actor)
     if current is None:
         raise WorkerNotFound(command.task_id)
+    if isinstance(command, SetLabels):
+        _check_revision(current, command.expected_revision, current.state)
+        worker = dataclasses.replace(current, labels=command.labels, revision=revision)
+        return Event(
+            revision,
+            EventType.LABELS_CHANGED,
+            worker,
+            current.state,
+            "",
+            now_ms,
+            from_labels=current.labels,
+            actor=command.actor,
+        )
+    if isinstance(command, DeleteWorker):
+        _check_revision(current, command.expected_revision, current.state)
+        if current.state not in FINISHED_STATES:
+            raise WorkerActive(current.task_id, current.state)
+        worker = dataclasses.replace(current, revision=revision)
+        return Event(
+            revision,
+            EventType.DELETED,
+            worker,
+            current.state,
+            command.reason,
+            now_ms,
+            actor=command.actor,
+        )
     if isinstance(command, Transition):
         check_transition(command.from_state, command.to_state)
         if current.state is not command.from_state:
@@ -301,15 +414,7 @@ def apply(command: Command, current: Worker | None, revision: int, now_ms: int) 
                 f"worker {current.task_id} is {current.state.value}, "
                 f"not {command.from_state.value} (revision {current.revision})",
             )
-        if command.expected_revision and current.revision != command.expected_revision:
-            raise StaleState(
-                current.task_id,
-                command.from_state,
-                current.state,
-                current.revision,
-                f"worker {current.task_id} is at revision {current.revision}, "
-                f"not {command.expected_revision}",
-            )
+        _check_revision(current, command.expected_revision, command.from_state)
         event_type, to_state = EventType.STATE_CHANGED, command.to_state
     else:
         if current.state is S.COMPLETED:
@@ -318,7 +423,9 @@ def apply(command: Command, current: Worker | None, revision: int, now_ms: int) 
     worker = dataclasses.replace(
         current, state=to_state, state_changed_at_ms=now_ms, revision=revision
     )
-    return Event(revision, event_type, worker, current.state, command.reason, now_ms)
+    return Event(
+        revision, event_type, worker, current.state, command.reason, now_ms, actor=command.actor
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,10 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from .domain import (
+    FieldViolation,
     InvalidArgument,
     InvalidTransition,
+    OperationFailed,
     PermissionDenied,
     RequestIdReused,
     RevisionCompacted,
@@ -27,6 +29,7 @@ from .domain import (
     StorageUnavailable,
     TooManyWatchers,
     Unauthenticated,
+    WorkerActive,
     WorkerCompleted,
     WorkerExists,
     WorkerNotFound,
@@ -65,6 +68,11 @@ ERRORS: dict[
     WorkerNotFound: (grpc.StatusCode.NOT_FOUND, "WORKER_NOT_FOUND", _task),
     WorkerExists: (grpc.StatusCode.ALREADY_EXISTS, "WORKER_EXISTS", _task),
     WorkerCompleted: (grpc.StatusCode.FAILED_PRECONDITION, "WORKER_COMPLETED", _task),
+    WorkerActive: (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "WORKER_ACTIVE",
+        lambda e: {"task_id": e.task_id, "actual_state": e.actual.value},
+    ),
     RequestIdReused: (
         grpc.StatusCode.INVALID_ARGUMENT,
         "REQUEST_ID_REUSED",
@@ -91,26 +99,43 @@ ERRORS: dict[
 }
 
 
+# An error the table lacks is a bug here, not the caller's: INTERNAL, never a crash.
+UNKNOWN: tuple[grpc.StatusCode, str, Callable[[Any], dict[str, str]]] = (
+    grpc.StatusCode.INTERNAL,
+    "INTERNAL",
+    _no_metadata,
+)
+
+
 def to_status(error: WorkerStateError) -> grpc.Status:
-    """The status (code, message, packed details) that reports `error` to the caller."""
+    """The status (code, message, packed details) that reports `error` to the caller.
+
+    A refused operation of an Apply batch is reported as its own error would be, with its
+    index in the ErrorInfo metadata (operation_index) or in its fields (operations[<i>].)."""
     detail = any_pb2.Any()
-    if isinstance(error, InvalidArgument):
+    cause, index = error, None
+    if isinstance(error, OperationFailed):
+        cause, index = error.error, error.index
+    if isinstance(cause, InvalidArgument):
         code = grpc.StatusCode.INVALID_ARGUMENT
+        prefix = "" if index is None else f"operations[{index}]."
+        violations = [FieldViolation(prefix + v.field, v.description) for v in cause.violations]
         detail.Pack(
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
                         field=v.field, description=v.description
                     )
-                    for v in error.violations
+                    for v in violations
                 ]
             )
         )
     else:
-        code, reason, metadata = ERRORS[type(error)]
-        detail.Pack(
-            error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata(error))
-        )
+        code, reason, metadata = ERRORS.get(type(cause), UNKNOWN)
+        fields = metadata(cause)
+        if index is not None:
+            fields["operation_index"] = str(index)
+        detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=fields))
     return rpc_status.to_status(
         status_pb2.Status(code=getattr(code_pb2, code.name), message=str(error), details=[detail])
     )

@@ -61,6 +61,12 @@ class Heartbeats:
         self._set_activity(task_id, activity)
         return True
 
+    def forget(self, task_id: str) -> None:
+        """The worker was deleted: a new worker with its task id starts with no beats."""
+        self._last_ms.pop(task_id, None)
+        self._unsaved.pop(task_id, None)
+        self._set_activity(task_id, "")
+
     def last_ms(self, task_id: str) -> int | None:
         return self._last_ms.get(task_id)
 

@@ -65,6 +65,8 @@ def _fill_worker(message: pb.Worker, worker: Worker) -> None:
     message.revision = worker.revision
     set_time(message.created_at, worker.created_at_ms)
     set_time(message.state_changed_at, worker.state_changed_at_ms)
+    if worker.labels:
+        message.labels.update(worker.labels)
 
 
 def event_message(event: Event) -> pb.WorkerEvent:
@@ -73,7 +75,10 @@ def event_message(event: Event) -> pb.WorkerEvent:
         type=EVENT_TYPE_TO_PB[event.type],
         from_state=None if event.from_state is None else STATE_TO_PB[event.from_state],
         reason=event.reason,
+        actor=event.actor,
     )
+    if event.from_labels:
+        message.from_labels.update(event.from_labels)
     _fill_worker(message.worker, event.worker)
     set_time(message.time, event.time_ms)
     return message

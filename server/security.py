@@ -7,6 +7,7 @@ time and never logged; health checks stay open so probes need no secret.
 
 from __future__ import annotations
 
+import contextvars
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable
@@ -106,6 +107,29 @@ def server_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.Se
     )
 
 
+# The name of the token that made the current call: the actor of the events it stores.
+_CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("workerstate_caller", default="")
+
+
+def caller() -> str:
+    """The current call's token name; "" without token authentication."""
+    return _CALLER.get()
+
+
+def _as(name: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """`handler`, run with `name` as the caller. Only changes are stamped, and those are all
+    unary calls; streams are served as they are."""
+    if not handler.unary_unary:
+        return handler
+    served = handler.unary_unary
+
+    async def as_caller(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        _CALLER.set(name)
+        return await served(request, context)
+
+    return handler_like(handler, as_caller)
+
+
 class TokenAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Requires `authorization: Bearer TOKEN` on every call but health checks."""
 
@@ -128,12 +152,11 @@ class TokenAuth(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or details.method.startswith(OPEN_SERVICES):
             return handler
         token = self._who(details.invocation_metadata)
-        error: WorkerStateError | None = None
         if token is None:
-            error = Unauthenticated()
-        elif token.read_only and details.method.rsplit("/", 1)[-1] not in READ_ONLY_METHODS:
-            error = PermissionDenied(token.name)
-        return handler if error is None else _refusal(handler, error)
+            return _refusal(handler, Unauthenticated())
+        if token.read_only and details.method.rsplit("/", 1)[-1] not in READ_ONLY_METHODS:
+            return _refusal(handler, PermissionDenied(token.name))
+        return _as(token.name, handler)
 
 
 def _refusal(handler: grpc.RpcMethodHandler, error: WorkerStateError) -> grpc.RpcMethodHandler:

@@ -7,6 +7,7 @@ window (recent events) or the backend's log (older events), so no read waits for
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ import grpc
 from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
-from . import domain, validate
+from . import domain, security, validate
 from .clock import Clock
 from .domain import RevisionCompacted, ShuttingDown, TooManyWatchers, Worker, WorkerNotFound
 from .errors import reported, reported_stream
@@ -49,17 +50,9 @@ class Core:
 class WorkerService(pb_grpc.WorkerServiceServicer):
     """Implements workerstate.v1.WorkerService."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, sources: Sources) -> None:
         self._core = core
-        self.sources = Sources(
-            hub=core.hub,
-            view=core.view,
-            level=core.liveness.level,
-            activity=core.heartbeats.activity,
-            events=core.backend.events,
-            clock=core.clock,
-            progress_interval_ms=core.progress_interval_ms,
-        )
+        self.sources = sources
         self._parked: set[asyncio.Task[object]] = set()
         self._stopping = False
         self.watchers = 0
@@ -107,9 +100,9 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
             self._core.heartbeats.activity(worker.task_id),
         )
 
-    async def _apply(self, command: domain.Command) -> dict[str, Any]:
+    async def _apply(self, command: domain.Change) -> dict[str, Any]:
         """Run a mutation; the fields every mutation's response carries."""
-        worker = await self._core.writer.execute(command)
+        worker = await self._core.writer.execute(_by_caller(command))
         return {
             "worker": self._worker(worker, self._core.clock.now_ms()),
             "revision": worker.revision,
@@ -145,6 +138,34 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
     ) -> pb.FailWorkerResponse:
         return pb.FailWorkerResponse(**await self._apply(validate.fail_worker(request)))
 
+    @reported
+    async def SetLabels(
+        self, request: pb.SetLabelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetLabelsResponse:
+        return pb.SetLabelsResponse(**await self._apply(validate.set_labels(request)))
+
+    @reported
+    async def DeleteWorker(
+        self, request: pb.DeleteWorkerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteWorkerResponse:
+        return pb.DeleteWorkerResponse(**await self._apply(validate.delete_worker(request)))
+
+    @reported
+    async def Apply(
+        self, request: pb.ApplyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ApplyResponse:
+        batch = validate.apply(request)
+        batch = dataclasses.replace(batch, changes=tuple(_by_caller(c) for c in batch.changes))
+        workers = await self._core.writer.execute_batch(batch)
+        now_ms = self._core.clock.now_ms()
+        return pb.ApplyResponse(
+            results=[
+                pb.OperationResult(worker=self._worker(w, now_ms), revision=w.revision)
+                for w in workers
+            ],
+            revision=workers[-1].revision,
+        )
+
     # -- reads ----------------------------------------------------------------------------
 
     @reported
@@ -167,6 +188,8 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         page: list[pb.Worker] = []
         for worker in self._core.view.newest_first(query.below_revision):
             if query.states and worker.state not in query.states:
+                continue
+            if not query.selector.matches(worker.labels):
                 continue
             beat, level = self._core.liveness.level(worker, now_ms)
             if query.levels and level not in query.levels:
@@ -254,3 +277,9 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
                 yield response
         finally:
             self.watchers -= 1
+
+
+def _by_caller(change: domain.Change) -> domain.Change:
+    """The change, stamped with who asks for it (the token's name, when there is one)."""
+    actor = security.caller()
+    return dataclasses.replace(change, actor=actor) if actor else change

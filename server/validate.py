@@ -9,20 +9,26 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from workerstate.v1 import workerstate_pb2 as pb
 
 from .domain import (
+    Batch,
+    Change,
     CreateWorker,
+    DeleteWorker,
     FailWorker,
     FieldViolation,
     InvalidArgument,
+    Labels,
+    SetLabels,
     StaleLevel,
     Transition,
     WorkerState,
 )
+from .labels import Selector, SelectorError, as_labels, label_problems, parse_selector
 from .messages import LEVEL_FROM_PB, STATE_FROM_PB
 
 TASK_ID_MAX = 128
@@ -35,6 +41,8 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 DEFAULT_EVENTS_LIMIT = 100
 MAX_EVENTS_LIMIT = 1000
+MAX_OPERATIONS = 1000
+SELECTOR_MAX = 4096
 _TOKEN_PREFIX = "w1:"
 
 
@@ -106,6 +114,21 @@ class _Checker:
             self.bad(field, "must not be negative")
         return value
 
+    def labels(self, field: str, value: Mapping[str, str]) -> Labels:
+        for problem in label_problems(value):
+            self.bad(field, problem)
+        return as_labels(value)
+
+    def selector(self, value: str) -> Selector:
+        if len(value) > SELECTOR_MAX:
+            self.bad("label_selector", f"longer than {SELECTOR_MAX} characters")
+            return Selector()
+        try:
+            return parse_selector(value)
+        except SelectorError as e:
+            self.bad("label_selector", f"invalid selector {value!r}: {e}")
+            return Selector()
+
 
 def create_worker(request: pb.CreateWorkerRequest) -> CreateWorker:
     c = _Checker()
@@ -115,6 +138,7 @@ def create_worker(request: pb.CreateWorkerRequest) -> CreateWorker:
         worktree=c.text("worktree", request.worktree, 1024, required=True),
         description=c.text("description", request.description, 4096, layout=True) or None,
         request_id=c.request_id(request.request_id),
+        labels=c.labels("labels", request.labels),
     )
     c.done()
     return command
@@ -145,6 +169,76 @@ def fail_worker(request: pb.FailWorkerRequest) -> FailWorker:
     return command
 
 
+def set_labels(request: pb.SetLabelsRequest) -> SetLabels:
+    c = _Checker()
+    command = SetLabels(
+        task_id=c.task_id(request.task_id),
+        labels=c.labels("labels", request.labels),
+        expected_revision=c.not_negative("expected_revision", request.expected_revision),
+        request_id=c.request_id(request.request_id),
+    )
+    c.done()
+    return command
+
+
+def delete_worker(request: pb.DeleteWorkerRequest) -> DeleteWorker:
+    c = _Checker()
+    command = DeleteWorker(
+        task_id=c.task_id(request.task_id),
+        expected_revision=c.not_negative("expected_revision", request.expected_revision),
+        reason=c.text("reason", request.reason, 4096, layout=True),
+        request_id=c.request_id(request.request_id),
+    )
+    c.done()
+    return command
+
+
+def _operation(operation: pb.Operation) -> tuple[str, Change]:
+    """The operation's kind (its oneof field's name) and its change, checked."""
+    kind = operation.WhichOneof("operation")
+    if kind == "create":
+        return kind, create_worker(operation.create)
+    if kind == "transition":
+        return kind, transition(operation.transition)
+    if kind == "fail":
+        return kind, fail_worker(operation.fail)
+    if kind == "set_labels":
+        return kind, set_labels(operation.set_labels)
+    if kind == "delete":
+        return kind, delete_worker(operation.delete)
+    raise InvalidArgument(
+        [FieldViolation("", "must set one of create, transition, fail, set_labels or delete")]
+    )
+
+
+def apply(request: pb.ApplyRequest) -> Batch:
+    """A batch, each operation checked as its own RPC would be; violations are named
+    `operations[<i>].<kind>.<field>`."""
+    c = _Checker()
+    count = len(request.operations)
+    if not 1 <= count <= MAX_OPERATIONS:
+        c.bad("operations", f"must hold 1 to {MAX_OPERATIONS} operations, got {count}")
+    changes: list[Change] = []
+    for index, operation in enumerate(request.operations[:MAX_OPERATIONS]):
+        where = f"operations[{index}]"
+        try:
+            kind, change = _operation(operation)
+        except InvalidArgument as e:
+            kind = operation.WhichOneof("operation") or ""
+            for v in e.violations:
+                c.bad(".".join(filter(None, (where, kind, v.field))), v.description)
+            continue
+        if change.request_id:
+            c.bad(
+                f"{where}.{kind}.request_id",
+                "must be empty: ApplyRequest.request_id makes the whole batch idempotent",
+            )
+        changes.append(change)
+    batch = Batch(tuple(changes), request_id=c.request_id(request.request_id))
+    c.done()
+    return batch
+
+
 def task_id(value: str) -> str:
     c = _Checker()
     c.task_id(value)
@@ -167,6 +261,7 @@ class WorkerQuery:
     levels: frozenset[StaleLevel]
     page_size: int
     below_revision: int  # 0: from the newest
+    selector: Selector
 
 
 def page_token(below_revision: int) -> str:
@@ -194,6 +289,7 @@ def list_workers(request: pb.ListWorkersRequest) -> WorkerQuery:
         page_size=min(c.not_negative("page_size", request.page_size), MAX_PAGE_SIZE)
         or DEFAULT_PAGE_SIZE,
         below_revision=_parse_page_token(c, request.page_token),
+        selector=c.selector(request.label_selector),
     )
     c.done()
     return query
@@ -229,6 +325,7 @@ class WatchQuery:
     send_initial_state: bool
     liveness: bool
     progress_notify: bool
+    selector: Selector
 
 
 def watch(request: pb.WatchStateRequest) -> WatchQuery:
@@ -242,6 +339,7 @@ def watch(request: pb.WatchStateRequest) -> WatchQuery:
         send_initial_state=request.send_initial_state,
         liveness=request.liveness,
         progress_notify=request.progress_notify,
+        selector=c.selector(request.label_selector),
     )
     c.done()
     return query

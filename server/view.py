@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
-from .domain import Event, Worker
+from .domain import Event, EventType, Worker
 
 
 class WorkerView:
@@ -33,8 +33,11 @@ class WorkerView:
         workers = self._workers
         for event in events:
             task_id = event.worker.task_id
-            workers[task_id] = event.worker
-            workers.move_to_end(task_id)
+            if event.type is EventType.DELETED:
+                workers.pop(task_id, None)
+            else:
+                workers[task_id] = event.worker
+                workers.move_to_end(task_id)
             self.head = event.revision
 
     def newest_first(self, below_revision: int = 0) -> Iterator[Worker]:

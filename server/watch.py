@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from workerstate.v1 import workerstate_pb2 as pb
 
 from .clock import Clock
-from .domain import Event, LivenessChange, RevisionCompacted, ShuttingDown, StaleLevel, Worker
+from .domain import (
+    Event,
+    EventType,
+    Labels,
+    LivenessChange,
+    RevisionCompacted,
+    ShuttingDown,
+    StaleLevel,
+    Worker,
+)
 from .hub import Hub
 from .messages import LEVEL_TO_PB, event_message, timestamp, worker_message
 from .validate import WatchQuery
@@ -52,13 +61,24 @@ class Watch:
         self._sources = sources
         self._progress_s = sources.progress_interval_ms / 1000
         self._last_sent = time.monotonic()
-        self._unfiltered = not query.task_ids and not query.states
+        self._unfiltered = not query.task_ids and not query.states and not query.selector
 
-    def _matches(self, worker: Worker) -> bool:
+    def _matches(self, worker: Worker, labels: Labels | None = None) -> bool:
+        """Whether the worker passes every filter, with `labels` in place of its own."""
         q = self._query
         if q.task_ids and worker.task_id not in q.task_ids:
             return False
-        return not q.states or worker.state in q.states
+        if q.states and worker.state not in q.states:
+            return False
+        return q.selector.matches(worker.labels if labels is None else labels)
+
+    def _sends(self, event: Event) -> bool:
+        """A watcher also sees a worker leave its selection: a LABELS_CHANGED event whose
+        worker matched before the change."""
+        return self._matches(event.worker) or (
+            event.type is EventType.LABELS_CHANGED
+            and self._matches(event.worker, event.from_labels)
+        )
 
     async def responses(self) -> AsyncIterator[pb.WatchStateResponse]:
         hub = self._sources.hub
@@ -151,7 +171,7 @@ class Watch:
             raise RevisionCompacted(revision, hub.compact_revision)
         window = hub.since(revision, WATCH_BATCH)
         if window is not None:
-            return list(window)
+            return _whole_batches(window)
         events = await self._sources.events(revision - 1, WATCH_BATCH, "", hub.head)
         if events and events[0].revision != revision:  # compacted while we read
             raise RevisionCompacted(revision, hub.compact_revision)
@@ -184,7 +204,7 @@ class Watch:
             while change is not None and change.revision < event.revision:
                 self._add_change(messages, change)
                 change = next(pending, None)
-            if self._matches(event.worker):
+            if self._sends(event):
                 messages.append(message or event_message(event))
         while change is not None:
             self._add_change(messages, change)
@@ -202,3 +222,19 @@ class Watch:
                     from_stale_level=LEVEL_TO_PB[change.from_level],
                 )
             )
+
+
+def _whole_batches(
+    events: list[tuple[Event, pb.WorkerEvent]],
+) -> list[tuple[Event, pb.WorkerEvent | None]]:
+    """`events` without an Apply batch that starts inside it but ends beyond it: the next
+    read starts at that batch, so a watcher gets a batch of up to WATCH_BATCH events in one
+    message, never split across two."""
+    last = events[-1][0] if events else None
+    if last is not None and last.batch_end > last.revision:
+        start = len(events) - 1
+        while start > 0 and events[start - 1][0].batch_end == last.batch_end:
+            start -= 1
+        if start > 0:
+            return list(events[:start])
+    return list(events)

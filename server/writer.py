@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,8 +31,19 @@ from dataclasses import dataclass
 
 from . import domain
 from .clock import Clock
-from .domain import Command, Event, ShuttingDown, StorageUnavailable, Worker, WorkerStateError
-from .storage.base import Backend, BackendFault, Row, Transaction, Upkeep
+from .domain import (
+    Batch,
+    Change,
+    Command,
+    Event,
+    EventType,
+    OperationFailed,
+    ShuttingDown,
+    StorageUnavailable,
+    Worker,
+    WorkerStateError,
+)
+from .storage.base import Answer, Backend, BackendFault, Row, Transaction, Upkeep
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +110,17 @@ class Writer:
         if self._task is not None:
             await self._task
 
-    async def execute(self, command: Command) -> Worker:
-        """Apply a command; returns the worker it left (or, for a retry, the original answer)."""
+    async def execute(self, command: Change) -> Worker:
+        """Apply a change; returns the worker it left (or, for a retry, the original answer)."""
         result = await self._submit(command)
         assert isinstance(result, Worker)
+        return result
+
+    async def execute_batch(self, batch: Batch) -> tuple[Worker, ...]:
+        """Apply a batch all or nothing; the worker each change left, in order. A refused
+        change raises OperationFailed, and nothing of the batch is stored."""
+        result = await self._submit(batch)
+        assert isinstance(result, tuple)
         return result
 
     async def upkeep(self, job: Upkeep) -> int:
@@ -178,8 +197,7 @@ class Writer:
         try:
             transaction = await self._backend.begin(self._head)
             for event in transaction.foreign:
-                self._set(event.worker, undo)
-                self._head = event.revision
+                self._take(event, undo)
             events.extend(transaction.foreign)
             outcomes = await self._apply(group, transaction, rows, undo)
             upkeep = [job.work for job in group if isinstance(job.work, Upkeep)]
@@ -227,8 +245,7 @@ class Writer:
             self._remote_head = self._head  # announced but gone: compacted, say, or rolled back
             return
         for event in events:
-            self._workers[event.worker.task_id] = event.worker
-        self._head = events[-1].revision
+            self._take(event, {})
         self._publish(events)
 
     def _publish(self, events: list[Event]) -> None:
@@ -273,10 +290,10 @@ class Writer:
         self,
         command: Command,
         now_ms: int,
-        requests: dict[str, tuple[str, Worker]],
+        requests: dict[str, tuple[str, Answer]],
         rows: list[Row],
         undo: dict[str, Worker | None],
-    ) -> Worker:
+    ) -> Answer:
         fingerprint = ""
         if command.request_id:
             fingerprint = domain.fingerprint(command)
@@ -285,27 +302,67 @@ class Writer:
                 if applied[0] != fingerprint:
                     raise domain.RequestIdReused(command.request_id)
                 return applied[1]
-        event = domain.apply(command, self._workers.get(command.task_id), self._head + 1, now_ms)
-        self._set(event.worker, undo)
-        rows.append(Row(event, command.request_id, fingerprint))
+        answer: Answer
+        if isinstance(command, Batch):
+            events = self._apply_batch(command.changes, now_ms, undo)
+            answer = tuple(event.worker for event in events)
+            rows.extend(Row(event) for event in events[:-1])
+            rows.append(Row(events[-1], command.request_id, fingerprint, answer))
+        else:
+            event = self._apply_change(command, now_ms, undo)
+            answer = event.worker
+            rows.append(Row(event, command.request_id, fingerprint))
         if command.request_id:
-            requests[command.request_id] = (fingerprint, event.worker)
-        self._head = event.revision
-        return event.worker
+            requests[command.request_id] = (fingerprint, answer)
+        return answer
 
-    def _set(self, worker: Worker, undo: dict[str, Worker | None]) -> None:
-        undo.setdefault(worker.task_id, self._workers.get(worker.task_id))
-        self._workers[worker.task_id] = worker
+    def _apply_change(self, change: Change, now_ms: int, undo: dict[str, Worker | None]) -> Event:
+        event = domain.apply(change, self._workers.get(change.task_id), self._head + 1, now_ms)
+        self._take(event, undo)
+        return event
+
+    def _apply_batch(
+        self, changes: Sequence[Change], now_ms: int, undo: dict[str, Worker | None]
+    ) -> list[Event]:
+        """Apply every change of a batch, or, when one is refused, none: memory is put back
+        as it was before the batch, and the rest of the group goes on."""
+        head_before = self._head
+        mine: dict[str, Worker | None] = {}
+        events = []
+        for index, change in enumerate(changes):
+            try:
+                events.append(self._apply_change(change, now_ms, mine))
+            except WorkerStateError as error:
+                self._restore(mine)
+                self._head = head_before
+                raise OperationFailed(index, error) from None
+        for task_id, worker in mine.items():
+            undo.setdefault(task_id, worker)
+        end = events[-1].revision
+        return [dataclasses.replace(event, batch_end=end) for event in events]
+
+    def _take(self, event: Event, undo: dict[str, Worker | None]) -> None:
+        """Apply a committed or pending event to the workers in memory."""
+        task_id = event.worker.task_id
+        undo.setdefault(task_id, self._workers.get(task_id))
+        if event.type is EventType.DELETED:
+            self._workers.pop(task_id, None)
+        else:
+            self._workers[task_id] = event.worker
+        self._head = event.revision
+
+    def _restore(self, undo: dict[str, Worker | None]) -> None:
+        for task_id, worker in undo.items():
+            if worker is None:
+                self._workers.pop(task_id, None)
+            else:
+                self._workers[task_id] = worker
 
     async def _roll_back(
         self, transaction: Transaction | None, head_before: int, undo: dict[str, Worker | None]
     ) -> None:
         self._head = head_before
-        for task_id, worker in undo.items():
-            if worker is None:
-                del self._workers[task_id]
-            else:
-                self._workers[task_id] = worker
+        self._restore(undo)
         if transaction is not None:
             await transaction.rollback()
 

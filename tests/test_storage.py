@@ -121,7 +121,7 @@ def test_database_file_is_private_and_in_wal_mode(make_daemon):
     assert daemon.db.stat().st_mode & 0o777 == 0o600
     with sqlite3.connect(daemon.db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

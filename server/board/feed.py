@@ -20,6 +20,7 @@ from typing import Any
 from workerstate.v1 import workerstate_pb2 as pb
 
 from ..domain import RevisionCompacted, ShuttingDown
+from ..labels import Selector
 from ..validate import WatchQuery
 from .fleet import Card, Fleet
 
@@ -72,6 +73,7 @@ class Feed:
             send_initial_state=resume is None,
             liveness=True,
             progress_notify=False,
+            selector=Selector(),
         )
         activity_seen = fleet.heartbeats.activity_seq
         responses = fleet.watch(query)

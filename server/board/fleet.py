@@ -15,7 +15,7 @@ from typing import Any
 from workerstate.v1 import workerstate_pb2 as pb
 
 from ..clock import Clock
-from ..domain import TRANSITIONS, Command, Event, StaleLevel, Worker, WorkerNotFound, WorkerState
+from ..domain import TRANSITIONS, Change, Event, StaleLevel, Worker, WorkerNotFound, WorkerState
 from ..heartbeats import Heartbeats
 from ..hub import Hub
 from ..messages import LEVEL_FROM_PB, STATE_FROM_PB
@@ -49,7 +49,7 @@ class Fleet:
     heartbeats: Heartbeats
     level: Callable[[Worker, int], tuple[int | None, StaleLevel]]
     watch: Callable[[WatchQuery], AsyncIterator[pb.WatchStateResponse]]
-    execute: Callable[[Command], Awaitable[Worker]]
+    execute: Callable[[Change], Awaitable[Worker]]
     events: Callable[[int, int, str, int], Awaitable[list[Event]]]  # Backend.events
     clock: Clock
 

@@ -51,13 +51,25 @@ class Loaded:
     position: Notice  # the same, as a notice: what `follow` announces later moves on from
 
 
+# What a request id answers a retry with: the worker a change left, or, for an Apply batch,
+# the worker each of its changes left.
+Answer = Worker | tuple[Worker, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One change to store: its event, and the request id (or "") with its fingerprint."""
+    """One change to store: its event, and the request id (or "") with its fingerprint.
+
+    A batch's request id rides on its last row, with `batch` holding the whole answer."""
 
     event: Event
-    request_id: str
-    fingerprint: str
+    request_id: str = ""
+    fingerprint: str = ""
+    batch: tuple[Worker, ...] = ()
+
+    @property
+    def answer(self) -> Answer:
+        return self.batch or self.event.worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +107,7 @@ class Transaction(Protocol):
         """Events other daemons committed after the head this daemon knew, oldest first."""
         ...
 
-    async def applied_requests(self, request_ids: Sequence[str]) -> dict[str, tuple[str, Worker]]:
+    async def applied_requests(self, request_ids: Sequence[str]) -> dict[str, tuple[str, Answer]]:
         """The fingerprint and answer of each of `request_ids` already applied."""
         ...
 

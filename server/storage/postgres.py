@@ -24,8 +24,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 
-from ..domain import Event, RevisionCompacted, StorageUnavailable, Worker
+from ..domain import Event, RevisionCompacted, StorageUnavailable
 from .base import (
+    Answer,
     BackendFault,
     DeleteEventsBelow,
     Loaded,
@@ -37,13 +38,15 @@ from .base import (
 )
 from .rows import (
     EVENT_COLUMNS,
+    REQUEST_COLUMNS,
     WORKER_COLUMNS,
+    answer_from_json,
     event_from_row,
     event_row,
-    worker_from_json,
+    request_rows,
+    stored_workers,
     worker_from_row,
     worker_row,
-    worker_to_json,
 )
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,14 @@ MIGRATIONS: tuple[str, ...] = (
         created_at_ms bigint NOT NULL
     );
     CREATE INDEX requests_by_age ON {SCHEMA}.requests (created_at_ms);
+    """,
+    # As SQLite's second migration: labels, actors, and an event's state_changed_at.
+    f"""
+    ALTER TABLE {SCHEMA}.workers ADD COLUMN labels text NOT NULL DEFAULT '';
+    ALTER TABLE {SCHEMA}.events ADD COLUMN labels text NOT NULL DEFAULT '';
+    ALTER TABLE {SCHEMA}.events ADD COLUMN from_labels text;
+    ALTER TABLE {SCHEMA}.events ADD COLUMN actor text NOT NULL DEFAULT '';
+    ALTER TABLE {SCHEMA}.events ADD COLUMN state_changed_at_ms bigint;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -424,53 +435,49 @@ class PostgresTransaction:
         # Where the database stands as this group changes it: what its commit announces.
         self._position = Notice(meta["head"], meta["beats"], meta["compact_revision"])
 
-    async def applied_requests(self, request_ids: Sequence[str]) -> dict[str, tuple[str, Worker]]:
+    async def applied_requests(self, request_ids: Sequence[str]) -> dict[str, tuple[str, Answer]]:
         with _faults():
             rows = await self._conn.fetch(
                 f"SELECT request_id, fingerprint, worker FROM {SCHEMA}.requests"
                 " WHERE request_id = ANY($1::text[])",
                 list(request_ids),
             )
-        return {row[0]: (row[1], worker_from_json(row[2])) for row in rows}
+        return {row[0]: (row[1], answer_from_json(row[2])) for row in rows}
 
     async def write(self, rows: Sequence[Row], upkeep: Sequence[Upkeep]) -> list[int]:
         conn = self._conn
         with _faults():
             if rows:
-                workers = {r.event.worker.task_id: r.event.worker for r in rows}
+                kept, gone = stored_workers(rows)
+                if gone:
+                    for table in ("workers", "heartbeats"):
+                        await conn.execute(
+                            f"DELETE FROM {SCHEMA}.{table} WHERE task_id = ANY($1::text[])", gone
+                        )
                 await conn.execute(
                     f"INSERT INTO {SCHEMA}.workers ({WORKER_COLUMNS})"
                     " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-                    " $5::text[], $6::bigint[], $7::bigint[], $8::bigint[])"
+                    " $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[])"
                     " ON CONFLICT (task_id) DO UPDATE SET state = excluded.state,"
                     " branch = excluded.branch, worktree = excluded.worktree,"
                     " description = excluded.description,"
                     " created_at_ms = excluded.created_at_ms,"
                     " state_changed_at_ms = excluded.state_changed_at_ms,"
-                    " revision = excluded.revision",
-                    *_columns([worker_row(w) for w in workers.values()], 8),
+                    " revision = excluded.revision, labels = excluded.labels",
+                    *_columns([worker_row(w) for w in kept], 9),
                 )
                 await conn.execute(
                     f"INSERT INTO {SCHEMA}.events ({EVENT_COLUMNS})"
                     " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"
                     " $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[],"
-                    " $10::text[], $11::bigint[])",
-                    *_columns([event_row(r.event) for r in rows], 11),
+                    " $10::text[], $11::bigint[], $12::text[], $13::text[], $14::text[],"
+                    " $15::bigint[])",
+                    *_columns([event_row(r.event) for r in rows], 15),
                 )
-                requests = [
-                    (
-                        r.request_id,
-                        r.fingerprint,
-                        worker_to_json(r.event.worker),
-                        r.event.time_ms,
-                    )
-                    for r in rows
-                    if r.request_id
-                ]
+                requests = request_rows(rows)
                 if requests:
                     await conn.execute(
-                        f"INSERT INTO {SCHEMA}.requests"
-                        " (request_id, fingerprint, worker, created_at_ms)"
+                        f"INSERT INTO {SCHEMA}.requests ({REQUEST_COLUMNS})"
                         " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])",
                         *_columns(requests, 4),
                     )

@@ -26,8 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..domain import Event, StorageUnavailable, Worker
+from ..domain import Event, StorageUnavailable
 from .base import (
+    Answer,
     BackendFault,
     DeleteEventsBelow,
     Loaded,
@@ -39,13 +40,15 @@ from .base import (
 )
 from .rows import (
     EVENT_COLUMNS,
+    REQUEST_COLUMNS,
     WORKER_COLUMNS,
+    answer_from_json,
     event_from_row,
     event_row,
-    worker_from_json,
+    request_rows,
+    stored_workers,
     worker_from_row,
     worker_row,
-    worker_to_json,
 )
 
 T = TypeVar("T")
@@ -97,6 +100,16 @@ MIGRATIONS: tuple[str, ...] = (
         created_at_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX requests_by_age ON requests (created_at_ms);
+    """,
+    # Labels, the actor of each event, and the state_changed_at of an event's worker (a
+    # LABELS_CHANGED event's time is not when the worker entered its state). Rows from
+    # before read as no labels, no actor, and the event's own time.
+    """
+    ALTER TABLE workers ADD COLUMN labels TEXT NOT NULL DEFAULT '';
+    ALTER TABLE events ADD COLUMN labels TEXT NOT NULL DEFAULT '';
+    ALTER TABLE events ADD COLUMN from_labels TEXT;
+    ALTER TABLE events ADD COLUMN actor TEXT NOT NULL DEFAULT '';
+    ALTER TABLE events ADD COLUMN state_changed_at_ms INTEGER;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -344,8 +357,8 @@ class SQLiteTransaction:
         self._conn = backend._conn
         self._changes = 0
 
-    async def applied_requests(self, request_ids: Sequence[str]) -> dict[str, tuple[str, Worker]]:
-        found: dict[str, tuple[str, Worker]] = {}
+    async def applied_requests(self, request_ids: Sequence[str]) -> dict[str, tuple[str, Answer]]:
+        found: dict[str, tuple[str, Answer]] = {}
         with _faults():
             for chunk in _chunks(request_ids):
                 marks = ", ".join("?" * len(chunk))
@@ -354,7 +367,7 @@ class SQLiteTransaction:
                     f" WHERE request_id IN ({marks})",
                     chunk,
                 ):
-                    found[request_id] = (fingerprint, worker_from_json(worker))
+                    found[request_id] = (fingerprint, answer_from_json(worker))
         return found
 
     async def write(self, rows: Sequence[Row], upkeep: Sequence[Upkeep]) -> list[int]:
@@ -371,21 +384,16 @@ class SQLiteTransaction:
         self._backend._rollback()
 
     def _append(self, rows: Sequence[Row]) -> None:
-        workers = {row.event.worker.task_id: row.event.worker for row in rows}
+        kept, gone = stored_workers(rows)
         self._insert(
-            "INSERT OR REPLACE INTO workers",
-            WORKER_COLUMNS,
-            [worker_row(w) for w in workers.values()],
+            "INSERT OR REPLACE INTO workers", WORKER_COLUMNS, [worker_row(w) for w in kept]
         )
+        for table in ("workers", "heartbeats") if gone else ():
+            self._conn.executemany(
+                f"DELETE FROM {table} WHERE task_id = ?", [(task_id,) for task_id in gone]
+            )
         self._insert("INSERT INTO events", EVENT_COLUMNS, [event_row(r.event) for r in rows])
-        requests = [
-            (r.request_id, r.fingerprint, worker_to_json(r.event.worker), r.event.time_ms)
-            for r in rows
-            if r.request_id
-        ]
-        self._insert(
-            "INSERT INTO requests", "request_id, fingerprint, worker, created_at_ms", requests
-        )
+        self._insert("INSERT INTO requests", REQUEST_COLUMNS, request_rows(rows))
 
     def _insert(self, into: str, columns: str, rows: Sequence[tuple[Any, ...]]) -> None:
         for chunk in _chunks(rows):

@@ -1,0 +1,72 @@
+"""The read side's one owner: every committed batch, this daemon's and other daemons', in order.
+
+The writer hands each committed batch here once it is durable. This applies it to everything
+readers see (the workers in the view, the heartbeats a deleted worker leaves, the watchers'
+window, liveness) and logs it, so a new kind of event changes what readers see in this one
+place, and nothing else moves the head.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .domain import Event, EventType
+from .heartbeats import Heartbeats
+from .hub import Hub
+from .liveness import Liveness
+from .messages import event_message
+from .view import WorkerView
+
+# One line per stored change, at INFO: task, from, to, revision (fields in JSON logs).
+change_log = logging.getLogger("workerstate.changes")
+
+
+class ReadModel:
+    """Applies committed events to the view, the heartbeats, the hub and liveness."""
+
+    def __init__(
+        self, view: WorkerView, hub: Hub, heartbeats: Heartbeats, liveness: Liveness
+    ) -> None:
+        self.view = view
+        self.hub = hub
+        self.heartbeats = heartbeats
+        self.liveness = liveness
+
+    @property
+    def head(self) -> int:
+        return self.view.head
+
+    def apply(self, events: list[Event]) -> None:
+        """Readers see a change only now that it is durable; messages are built once here
+        and shared by every watcher."""
+        self.view.apply(events)
+        for event in events:
+            if event.type is EventType.DELETED:
+                self.heartbeats.forget(event.worker.task_id)
+        self.hub.publish(events, [event_message(e) for e in events])
+        self.liveness.on_commit(events)
+        if change_log.isEnabledFor(logging.INFO):
+            for event in events:
+                _log_change(event)
+
+    def compacted_to(self, revision: int) -> None:
+        """Another daemon compacted the shared log up to `revision`."""
+        self.hub.compacted_to(revision)
+
+
+def _log_change(event: Event) -> None:
+    worker = event.worker
+    before = event.from_state.value if event.from_state else "new"
+    after = "deleted" if event.type is EventType.DELETED else worker.state.value
+    args: tuple[str, ...]
+    if event.type is EventType.LABELS_CHANGED:
+        labels = ",".join(f"{k}={v}" for k, v in worker.labels) or "none"
+        message, args = "worker %s labels %s (revision %d)", (worker.task_id, labels)
+    else:
+        message, args = "worker %s %s -> %s (revision %d)", (worker.task_id, before, after)
+    fields = {"task_id": worker.task_id, "from": before, "to": after, "revision": event.revision}
+    if event.actor:
+        fields["actor"] = event.actor
+        message = message.replace(" (revision", " by %s (revision")
+        args = (*args, event.actor)
+    change_log.info(message, *args, event.revision, extra=fields)

@@ -340,10 +340,30 @@ def check_transition(from_state: WorkerState, to_state: WorkerState) -> None:
         raise InvalidTransition(from_state, to_state)
 
 
+# Fields a fingerprint leaves out while they hold their default: added after request ids were
+# first stored, so a retry of a request an older release applied still matches its fingerprint.
+_LATER_FIELDS = frozenset({"labels"})
+
+
 def fingerprint(command: Command) -> str:
-    """Identify what a request asks for, request id aside, to tell a retry from a reuse."""
-    body = repr(dataclasses.replace(command, request_id=""))
-    return hashlib.sha256(body.encode()).hexdigest()
+    """Identify what a request asks for, to tell a retry from a reuse: its request id aside,
+    and who asks (a retry under another token asks for the same change)."""
+    return hashlib.sha256(_canonical(command).encode()).hexdigest()
+
+
+def _canonical(command: Command) -> str:
+    """The dataclass repr (what fingerprints were first taken of), less the fields above."""
+    parts = []
+    for field in dataclasses.fields(command):
+        value = "" if field.name == "request_id" else getattr(command, field.name)
+        if field.name == "actor" or (field.name in _LATER_FIELDS and value == field.default):
+            continue
+        if isinstance(command, Batch) and field.name == "changes":
+            value = "(" + "".join(f"{_canonical(change)}, " for change in value) + ")"
+            parts.append(f"changes={value}")
+            continue
+        parts.append(f"{field.name}={value!r}")
+    return f"{type(command).__qualname__}({', '.join(parts)})"
 
 
 def _check_revision(current: Worker, expected_revision: int, expected_state: WorkerState) -> None:

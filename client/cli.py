@@ -30,6 +30,7 @@ from .errors import (
     WorkerNotFound,
     WorkerStateError,
 )
+from .render import event_json, explain, worker_json
 from .targets import split_addresses
 from .types import Event, StaleLevel, Worker, WorkerState
 
@@ -102,42 +103,6 @@ def age(moment: datetime | None, now: datetime) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
-def worker_json(worker: Worker) -> dict[str, Any]:
-    return {
-        "task_id": worker.task_id,
-        "state": worker.state.value,
-        "stale_level": None if worker.stale_level is None else worker.stale_level.value,
-        "branch": worker.branch,
-        "worktree": worker.worktree,
-        "description": worker.description,
-        "created_at": _iso(worker.created_at),
-        "state_changed_at": _iso(worker.state_changed_at),
-        "last_heartbeat_at": _iso(worker.last_heartbeat_at),
-        "revision": worker.revision,
-        "last_activity": worker.last_activity,
-    }
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    return {
-        "revision": event.revision,
-        "type": event.type.value,
-        "task_id": event.worker.task_id,
-        "from_state": None if event.from_state is None else event.from_state.value,
-        "state": event.worker.state.value,
-        "from_stale_level": None
-        if event.from_stale_level is None
-        else event.from_stale_level.value,
-        "reason": event.reason,
-        "time": _iso(event.time),
-        "worker": worker_json(event.worker),
-    }
 
 
 WORKER_HEADER = ["TASK", "STATE", "STALE", "AGE", "BEAT", "BRANCH", "REVISION"]
@@ -465,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_OK  # Ctrl-C ends a watch; that is how it is meant to stop
     except WorkerStateError as error:
-        print(f"error: {_explain(error, args.server)}", file=sys.stderr)
+        print(f"error: {explain(error, args.server)}", file=sys.stderr)
         return next((code for cls, code in _EXIT_BY_ERROR if isinstance(error, cls)), EXIT_ERROR)
     except BrokenPipeError:
         return EXIT_OK  # piped into `head`
@@ -476,18 +441,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
         return EXIT_INVALID
     return EXIT_OK
-
-
-def _explain(error: WorkerStateError, server: str) -> str:
-    if isinstance(error, InvalidArgument):
-        return "; ".join(f"{field}: {problem}" for field, problem in error.violations.items())
-    if type(error) is Unavailable:
-        which = "any workerstate daemon" if "," in server else "the workerstate daemon"
-        return (
-            f"cannot reach {which} at {server} ({error.message}); is it running? Start one "
-            "with `workerstate serve`, or pick another with --server"
-        )
-    return error.message
 
 
 if __name__ == "__main__":

@@ -96,13 +96,20 @@ async def _parent_gone() -> None:
 
 async def _until_gone(*jobs: Coroutine[Any, Any, Any]) -> None:
     """Runs `jobs` (the stdio session first) until the session or the parent ends."""
-    tasks = [asyncio.ensure_future(job) for job in (*jobs, _parent_gone())]
+    parent = asyncio.ensure_future(_parent_gone())
+    tasks = [asyncio.ensure_future(job) for job in jobs]
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([parent, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        if parent in done:
+            # Something else may still hold stdin open, and the SDK's thread blocked reading
+            # it cannot be interrupted, so waiting for the session could take forever. Nothing
+            # needs saying on the way out (the task is not moved), so leave at once.
+            logging.shutdown()
+            os._exit(0)
     finally:
-        for task in tasks:
+        for task in (parent, *tasks):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(parent, *tasks, return_exceptions=True)
     for task in done:
         task.result()  # a crash is reported, not swallowed
 

@@ -465,11 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _mcp(args: argparse.Namespace, security: Security) -> int:
     """Imports the MCP side only now: the SDK is an optional extra."""
     if args.orchestrator and (args.task or args.allow_moves is not None):
-        print("error: --task and --allow-moves are for worker mode, not --orchestrator")
+        print(
+            "error: --task and --allow-moves are for worker mode, not --orchestrator",
+            file=sys.stderr,
+        )
         return EXIT_INVALID
     try:
         from .mcp import serve
-        from .mcp.worker import DEFAULT_MOVES
     except ImportError as error:
         print(
             f"error: `workerstate mcp` needs the MCP SDK ({error}); install it with:\n"
@@ -483,7 +485,7 @@ def _mcp(args: argparse.Namespace, security: Security) -> int:
             security,
             orchestrator=args.orchestrator,
             task_id=args.task,
-            allowed_moves=DEFAULT_MOVES if args.allow_moves is None else args.allow_moves,
+            allowed_moves=args.allow_moves,
             beat_every_s=args.beat_every / 1000,
         )
     )

@@ -21,7 +21,7 @@ from ..errors import Unavailable, WorkerNotFound, WorkerStateError
 from ..render import explain
 from ..types import WorkerState
 from .fleet import FleetTools
-from .worker import TaskNotFound, WorkerTools, find_task
+from .worker import DEFAULT_MOVES, TaskNotFound, WorkerTools, find_task
 
 logger = logging.getLogger("workerstate.mcp")
 PARENT_POLL_S = 0.2
@@ -131,10 +131,11 @@ async def serve(
     *,
     orchestrator: bool,
     task_id: str | None,
-    allowed_moves: frozenset[WorkerState],
+    allowed_moves: frozenset[WorkerState] | None,
     beat_every_s: float,
 ) -> int:
-    """The `workerstate mcp` command; returns its exit code."""
+    """The `workerstate mcp` command; returns its exit code. `allowed_moves` None: the
+    default set (WORKING, IN_REVIEW, CONFLICTED)."""
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="workerstate mcp: %(levelname)s %(message)s"
     )
@@ -161,6 +162,7 @@ async def serve(
             return 1
         beats = Beats(client, task_id, beat_every_s)
         server = MCPServer("workerstate", instructions=_worker_instructions(task_id))
-        WorkerTools(client, task_id, allowed_moves, beats.report).register(server)
+        allowed = DEFAULT_MOVES if allowed_moves is None else allowed_moves
+        WorkerTools(client, task_id, allowed, beats.report).register(server)
         await _until_gone(server.run_stdio_async(), beats.run())
         return 0

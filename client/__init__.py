@@ -9,6 +9,8 @@
 The generated stub (`workerstate.v1`) stays available for raw messages (`client.stub`).
 """
 
+import logging
+
 from .client import (
     DEFAULT_TARGET,
     AsyncHeartbeater,
@@ -38,6 +40,8 @@ from .errors import (
     WorkerStateError,
 )
 from .types import Event, EventType, StaleLevel, Worker, WorkerState
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "DEFAULT_TARGET",

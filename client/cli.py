@@ -7,6 +7,7 @@ client never imports the server); every other command talks to a running daemon.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .client import DEFAULT_TARGET, Security, WorkerClient
+from .durations import positive_duration
 from .errors import (
     InvalidArgument,
     InvalidTransition,
@@ -31,6 +33,7 @@ from .errors import (
     WorkerNotFound,
     WorkerStateError,
 )
+from .render import event_json, explain, worker_json
 from .targets import split_addresses
 from .types import Event, StaleLevel, Worker, WorkerState
 
@@ -103,42 +106,6 @@ def age(moment: datetime | None, now: datetime) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
-def worker_json(worker: Worker) -> dict[str, Any]:
-    return {
-        "task_id": worker.task_id,
-        "state": worker.state.value,
-        "stale_level": None if worker.stale_level is None else worker.stale_level.value,
-        "branch": worker.branch,
-        "worktree": worker.worktree,
-        "description": worker.description,
-        "created_at": _iso(worker.created_at),
-        "state_changed_at": _iso(worker.state_changed_at),
-        "last_heartbeat_at": _iso(worker.last_heartbeat_at),
-        "revision": worker.revision,
-        "last_activity": worker.last_activity,
-    }
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    return {
-        "revision": event.revision,
-        "type": event.type.value,
-        "task_id": event.worker.task_id,
-        "from_state": None if event.from_state is None else event.from_state.value,
-        "state": event.worker.state.value,
-        "from_stale_level": None
-        if event.from_stale_level is None
-        else event.from_stale_level.value,
-        "reason": event.reason,
-        "time": _iso(event.time),
-        "worker": worker_json(event.worker),
-    }
 
 
 WORKER_HEADER = ["TASK", "STATE", "STALE", "AGE", "BEAT", "BRANCH", "REVISION"]
@@ -311,8 +278,29 @@ def _server(text: str) -> str:
     return text
 
 
+def _states(text: str) -> frozenset[WorkerState]:
+    """A comma-separated list of states; empty allows no move at all."""
+    return frozenset(WorkerState(_state(name)) for name in text.split(",") if name.strip())
+
+
+MCP_HELP = "serve the daemon's API to a coding agent as MCP tools over stdio"
+MCP_DESCRIPTION = f"""{MCP_HELP}.
+
+By default (worker mode) it serves one task: the one named by --task, else by
+WORKERSTATE_TASK_ID, else the worker whose worktree is the current directory. It beats
+for that task every --beat-every while the session lives, and stops when stdin closes or
+the agent goes away. The agent's tools: my_task, report_progress, move, fail.
+
+With --orchestrator it serves the whole fleet instead: list_workers, get_worker,
+create_worker, move_worker, fail_worker, wait_for.
+
+Needs the MCP SDK: pip install 'workerstate[mcp]'."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    def global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    def global_options(
+        parser: argparse.ArgumentParser, defaults: bool, output: bool = True
+    ) -> None:
         # On the top parser with defaults; on each command with SUPPRESS, so an option given
         # after the command wins and one given before it is not overwritten.
         parser.add_argument(
@@ -345,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                 default=os.environ.get(env) if defaults else argparse.SUPPRESS,
                 help=f"{text} (env {env})",
             )
+        if not output:
+            return  # an MCP server speaks JSON-RPC on stdout, whatever -o would say
         parser.add_argument(
             "-o",
             "--output",
@@ -440,7 +430,69 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also show stale-level changes (WARN, STALE, DEAD, back to ok)",
     )
+    mcp = commands.add_parser(
+        "mcp",
+        help=MCP_HELP,
+        description=MCP_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    global_options(mcp, defaults=False, output=False)
+    mcp.add_argument(
+        "--task",
+        metavar="ID",
+        help="the task this agent works on (env WORKERSTATE_TASK_ID; default: the worker "
+        "whose worktree is the current directory)",
+    )
+    mcp.add_argument(
+        "--allow-moves",
+        type=_states,
+        default=None,
+        metavar="LIST",
+        help="comma-separated states the agent may move its task to (default: "
+        "WORKING,IN_REVIEW,CONFLICTED)",
+    )
+    mcp.add_argument(
+        "--beat-every",
+        type=positive_duration,
+        default=10_000,
+        metavar="DURATION",
+        help="heartbeat interval, e.g. 500ms, 10s, 1m (default: 10s)",
+    )
+    mcp.add_argument(
+        "--orchestrator",
+        action="store_true",
+        help="serve the whole fleet (create, move, wait for workers) instead of one task",
+    )
     return parser
+
+
+def _mcp(args: argparse.Namespace, security: Security) -> int:
+    """Imports the MCP side only now: the SDK is an optional extra."""
+    if args.orchestrator and (args.task or args.allow_moves is not None):
+        print(
+            "error: --task and --allow-moves are for worker mode, not --orchestrator",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    try:
+        from .mcp import serve
+    except ImportError as error:
+        print(
+            f"error: `workerstate mcp` needs the MCP SDK ({error}); install it with:\n"
+            "  pip install 'workerstate[mcp]'",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    return asyncio.run(
+        serve(
+            args.server,
+            security,
+            orchestrator=args.orchestrator,
+            task_id=args.task,
+            allowed_moves=args.allow_moves,
+            beat_every_s=args.beat_every / 1000,
+        )
+    )
 
 
 def _serve(argv: list[str]) -> int:
@@ -456,20 +508,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out = Output(args.output)
+    security = Security(
+        token=args.token,
+        tls=args.tls,
+        tls_ca=Path(args.tls_ca) if args.tls_ca else None,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+    )
     try:
-        security = Security(
-            token=args.token,
-            tls=args.tls,
-            tls_ca=Path(args.tls_ca) if args.tls_ca else None,
-            tls_cert=Path(args.tls_cert) if args.tls_cert else None,
-            tls_key=Path(args.tls_key) if args.tls_key else None,
-        )
+        if args.command == "mcp":
+            return _mcp(args, security)
         with WorkerClient(args.server, security=security) as client:
             args.run(client, args, out)
     except KeyboardInterrupt:
         return EXIT_OK  # Ctrl-C ends a watch; that is how it is meant to stop
     except WorkerStateError as error:
-        print(f"error: {_explain(error, args.server)}", file=sys.stderr)
+        print(f"error: {explain(error, args.server)}", file=sys.stderr)
         return next((code for cls, code in _EXIT_BY_ERROR if isinstance(error, cls)), EXIT_ERROR)
     except BrokenPipeError:
         return EXIT_OK  # piped into `head`
@@ -480,18 +534,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
         return EXIT_INVALID
     return EXIT_OK
-
-
-def _explain(error: WorkerStateError, server: str) -> str:
-    if isinstance(error, InvalidArgument):
-        return "; ".join(f"{field}: {problem}" for field, problem in error.violations.items())
-    if type(error) is Unavailable:
-        which = "any workerstate daemon" if "," in server else "the workerstate daemon"
-        return (
-            f"cannot reach {which} at {server} ({error.message}); is it running? Start one "
-            "with `workerstate serve`, or pick another with --server"
-        )
-    return error.message
 
 
 if __name__ == "__main__":

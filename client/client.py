@@ -12,6 +12,7 @@ import asyncio
 import builtins
 import contextlib
 import json
+import logging
 import random
 import threading
 import uuid
@@ -37,6 +38,8 @@ from .targets import channel_target
 from .types import Event, EventType, StaleLevel, Worker, WorkerState
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+# Silent unless the application configures logging (the library adds a NullHandler).
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -335,7 +338,7 @@ class AsyncWatch:
             head = await client._call(client.stub.ListWorkers, pb.ListWorkersRequest(page_size=1))
             self.revision = head.revision
         failures, connected = 0, False
-        while True:
+        while not self._closed:  # close() during a backoff sleep must not start a new call
             self._call = client.stub.WatchState(self._next_request(), metadata=client._metadata)
             try:
                 async for message in self._call:
@@ -438,6 +441,8 @@ class AsyncHeartbeater:
             )
             try:
                 async for response in stream:
+                    if failures:
+                        logger.info("heartbeats for %s: the daemon answers again", self.task_id)
                     failures = 0
                     self.state = WorkerState.from_pb(response.state)
                     if self.state in (WorkerState.FAILED, WorkerState.COMPLETED):
@@ -450,6 +455,13 @@ class AsyncHeartbeater:
                         self.error = error
                     self._end(None)
                     return
+                if not failures:
+                    logger.warning(
+                        "heartbeats for %s: cannot reach the daemon at %s (%s); retrying",
+                        self.task_id,
+                        self._client.target,
+                        error.message,
+                    )
             finally:
                 stream_over.set()
                 stream.cancel()

@@ -9,36 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from workerstate.client.durations import format_duration, parse_duration, positive_duration
+
 from .domain import StaleThresholds
-
-_DURATION = re.compile(r"(\d+)(ms|s|m|h)")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-
-
-def parse_duration(text: str) -> int:
-    """`500ms`, `30s`, `5m`, `1h` (or a sum such as `1m30s`) as milliseconds."""
-    text = text.strip()
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: use a number and a unit, e.g. 500ms, 30s, 5m, 1h"
-        )
-    return sum(int(n) * _UNIT_MS[u] for n, u in parts)
-
-
-def format_duration(ms: int) -> str:
-    for unit in ("h", "m", "s"):
-        if ms and ms % _UNIT_MS[unit] == 0:
-            return f"{ms // _UNIT_MS[unit]}{unit}"
-    return f"{ms}ms"
-
-
-def _positive_duration(text: str) -> int:
-    ms = parse_duration(text)
-    if ms <= 0:
-        raise argparse.ArgumentTypeError(f"duration {text!r} must be greater than zero")
-    return ms
-
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
@@ -147,13 +120,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
             flag,
             format_duration(ms),
             f"heartbeat age at which an ASSIGNED or WORKING worker becomes {meaning}",
-            type=_positive_duration,
+            type=positive_duration,
         )
     option(
         "--heartbeat-flush",
         format_duration(d.heartbeat_flush_ms),
         "how often heartbeat times are written to the file; a crash loses at most this much",
-        type=_positive_duration,
+        type=positive_duration,
     )
     option(
         "--group-wait",
@@ -231,14 +204,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--compact-interval",
         format_duration(d.retention.interval_ms),
         "how often compaction runs; it deletes in small batches between writes",
-        type=_positive_duration,
+        type=positive_duration,
     )
     option(
         "--progress-interval",
         format_duration(d.progress_interval_ms),
         "a WatchState stream with progress_notify that sent nothing for this long gets a"
         " progress message with the head revision",
-        type=_positive_duration,
+        type=positive_duration,
     )
     option(
         "--max-watchers",

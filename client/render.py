@@ -1,0 +1,61 @@
+"""What people and agents read of the daemon's answers: workers, events and errors as text.
+
+The CLI's `-o json` and the MCP server's tool results share these shapes, so a field added
+to the API shows up in both at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .errors import InvalidArgument, Unavailable, WorkerStateError
+from .types import Event, Worker
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def worker_json(worker: Worker) -> dict[str, Any]:
+    return {
+        "task_id": worker.task_id,
+        "state": worker.state.value,
+        "stale_level": None if worker.stale_level is None else worker.stale_level.value,
+        "branch": worker.branch,
+        "worktree": worker.worktree,
+        "description": worker.description,
+        "created_at": iso(worker.created_at),
+        "state_changed_at": iso(worker.state_changed_at),
+        "last_heartbeat_at": iso(worker.last_heartbeat_at),
+        "revision": worker.revision,
+        "last_activity": worker.last_activity,
+    }
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {
+        "revision": event.revision,
+        "type": event.type.value,
+        "task_id": event.worker.task_id,
+        "from_state": None if event.from_state is None else event.from_state.value,
+        "state": event.worker.state.value,
+        "from_stale_level": None
+        if event.from_stale_level is None
+        else event.from_stale_level.value,
+        "reason": event.reason,
+        "time": iso(event.time),
+        "worker": worker_json(event.worker),
+    }
+
+
+def explain(error: WorkerStateError, server: str) -> str:
+    if isinstance(error, InvalidArgument):
+        return "; ".join(f"{field}: {problem}" for field, problem in error.violations.items())
+    if type(error) is Unavailable:
+        which = "any workerstate daemon" if "," in server else "the workerstate daemon"
+        return (
+            f"cannot reach {which} at {server} ({error.message}); is it running? Start one "
+            "with `workerstate serve`, or pick another with --server"
+        )
+    return error.message

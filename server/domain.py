@@ -359,10 +359,10 @@ def _canonical(command: Command) -> str:
         if field.name == "actor" or (field.name in _LATER_FIELDS and value == field.default):
             continue
         if isinstance(command, Batch) and field.name == "changes":
-            value = "(" + "".join(f"{_canonical(change)}, " for change in value) + ")"
-            parts.append(f"changes={value}")
-            continue
-        parts.append(f"{field.name}={value!r}")
+            nested = "".join(f"{_canonical(change)}, " for change in command.changes)
+            parts.append(f"changes=({nested})")
+        else:
+            parts.append(f"{field.name}={value!r}")
     return f"{type(command).__qualname__}({', '.join(parts)})"
 
 

@@ -448,7 +448,7 @@ class PostgresTransaction:
         conn = self._conn
         with _faults():
             if rows:
-                kept, gone = stored_workers(rows)
+                gone, kept = stored_workers(rows)
                 if gone:
                     for table in ("workers", "heartbeats"):
                         await conn.execute(

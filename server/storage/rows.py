@@ -111,15 +111,16 @@ def event_row(event: Event) -> tuple[Any, ...]:
     )
 
 
-def stored_workers(rows: Sequence[Row]) -> tuple[list[Worker], list[str]]:
-    """What a group leaves in the workers table: the workers to upsert, each as its last
-    event left it, and the task ids to delete."""
+def stored_workers(rows: Sequence[Row]) -> tuple[list[str], list[Worker]]:
+    """What a group does to the workers table: the task ids whose rows (and heartbeats) go,
+    for a worker deleted in it, then the workers to upsert, each as its last event left it
+    (a task id deleted and created again in one group is in both)."""
     last: dict[str, Event] = {}
     for row in rows:
         last[row.event.worker.task_id] = row.event
+    gone = list({r.event.worker.task_id: None for r in rows if r.event.type is EventType.DELETED})
     kept = [e.worker for e in last.values() if e.type is not EventType.DELETED]
-    gone = [task_id for task_id, e in last.items() if e.type is EventType.DELETED]
-    return kept, gone
+    return gone, kept
 
 
 def request_rows(rows: Sequence[Row]) -> list[tuple[Any, ...]]:

@@ -384,14 +384,14 @@ class SQLiteTransaction:
         self._backend._rollback()
 
     def _append(self, rows: Sequence[Row]) -> None:
-        kept, gone = stored_workers(rows)
-        self._insert(
-            "INSERT OR REPLACE INTO workers", WORKER_COLUMNS, [worker_row(w) for w in kept]
-        )
+        gone, kept = stored_workers(rows)
         for table in ("workers", "heartbeats") if gone else ():
             self._conn.executemany(
                 f"DELETE FROM {table} WHERE task_id = ?", [(task_id,) for task_id in gone]
             )
+        self._insert(
+            "INSERT OR REPLACE INTO workers", WORKER_COLUMNS, [worker_row(w) for w in kept]
+        )
         self._insert("INSERT INTO events", EVENT_COLUMNS, [event_row(r.event) for r in rows])
         self._insert("INSERT INTO requests", REQUEST_COLUMNS, request_rows(rows))
 

@@ -63,6 +63,9 @@ TRANSITIONS: Mapping[WorkerState, frozenset[WorkerState]] = {
 
 # Only these states are expected to heartbeat; the rest wait on people, not on the worker.
 LIVE_STATES = frozenset({S.ASSIGNED, S.WORKING})
+# A worker here has stopped for good (FAILED until someone reassigns it): a late beat from
+# its process must not make it look alive again.
+FINISHED_STATES = frozenset({S.COMPLETED, S.FAILED})
 
 
 class WorkerStateError(Exception):

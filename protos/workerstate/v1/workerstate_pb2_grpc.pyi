@@ -126,6 +126,9 @@ class WorkerServiceStub:
     current state, so a worker learns at its next beat that it was failed elsewhere.
     Heartbeats are kept in memory and written to the database in batches: a crash loses
     at most one flush interval of heartbeat times, never a transition.
+    A beat for a COMPLETED or FAILED worker is answered with that state but changes
+    nothing: no heartbeat time, no activity, no stale level. The worker has finished, and a
+    late beat from its process must not make it look alive.
     Errors: WORKER_NOT_FOUND, BadRequest.
     """
     StreamHeartbeats: _grpc.StreamStreamMultiCallable[_workerstate_pb2.HeartbeatRequest, _workerstate_pb2.HeartbeatResponse]
@@ -204,6 +207,9 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     current state, so a worker learns at its next beat that it was failed elsewhere.
     Heartbeats are kept in memory and written to the database in batches: a crash loses
     at most one flush interval of heartbeat times, never a transition.
+    A beat for a COMPLETED or FAILED worker is answered with that state but changes
+    nothing: no heartbeat time, no activity, no stale level. The worker has finished, and a
+    late beat from its process must not make it look alive.
     Errors: WORKER_NOT_FOUND, BadRequest.
     """
     StreamHeartbeats: _aio.StreamStreamMultiCallable[_workerstate_pb2.HeartbeatRequest, _workerstate_pb2.HeartbeatResponse]  # type: ignore[assignment]
@@ -315,6 +321,9 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         current state, so a worker learns at its next beat that it was failed elsewhere.
         Heartbeats are kept in memory and written to the database in batches: a crash loses
         at most one flush interval of heartbeat times, never a transition.
+        A beat for a COMPLETED or FAILED worker is answered with that state but changes
+        nothing: no heartbeat time, no activity, no stale level. The worker has finished, and a
+        late beat from its process must not make it look alive.
         Errors: WORKER_NOT_FOUND, BadRequest.
         """
 

@@ -76,7 +76,14 @@ class InvalidTransition(WorkerStateError):
     """The (from, to) pair is not in the transition table."""
 
     def __init__(self, from_state: WorkerState, to_state: WorkerState) -> None:
-        super().__init__(f"invalid transition: {from_state.value} -> {to_state.value}")
+        # The targets come in the proto's enum order (this enum's), so a caller can show
+        # them or compare them without sorting.
+        self.allowed = tuple(s for s in WorkerState if s in TRANSITIONS[from_state])
+        names = ", ".join(s.value for s in self.allowed)
+        could = (
+            f"allowed from {from_state.value}: {names}" if names else f"{from_state.value} is final"
+        )
+        super().__init__(f"invalid transition: {from_state.value} -> {to_state.value}; {could}")
         self.from_state = from_state
         self.to_state = to_state
 

@@ -95,6 +95,7 @@ def test_events_table_and_json_lines(cli):
         (["get", "nobody-here"], 3, "error: worker nobody-here not found"),
         (["move", "nobody-here", "ASSIGNED", "WORKING"], 3, "not found"),
         (["move", "x", "COMPLETED", "WORKING"], 2, "invalid transition: COMPLETED -> WORKING"),
+        (["move", "x", "ASSIGNED", "COMPLETED"], 2, "allowed from ASSIGNED: WORKING, FAILED"),
         (["move", "x", "WORKING", "LUNCH"], 2, "unknown state 'LUNCH'"),
         (["create", "bad id", "--branch", "b", "--worktree", "w"], 2, "error: task_id:"),
         (["create", "x"], 2, "--branch"),

@@ -113,7 +113,26 @@ def test_invalid_transition_is_reported_before_the_worker_is_looked_up(stub):
     code, info, _ = details(caught.value)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert info.reason == "INVALID_TRANSITION"
-    assert caught.value.details() == "invalid transition: COMPLETED -> WORKING"
+    assert caught.value.details() == "invalid transition: COMPLETED -> WORKING; COMPLETED is final"
+    assert info.metadata["allowed_to_states"] == ""
+
+
+def test_invalid_transition_names_the_allowed_targets_from_the_requested_state(stub):
+    worker = create(stub)  # ASSIGNED; the pair is judged by from_state, not the stored state
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Transition(
+            pb.TransitionRequest(
+                task_id=worker.task_id,
+                from_state=S.WORKER_STATE_IN_REVIEW,
+                to_state=S.WORKER_STATE_COMPLETED,
+            )
+        )
+    code, info, _ = details(caught.value)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.metadata["allowed_to_states"] == "WORKING,APPROVED,FAILED"  # the enum's order
+    assert caught.value.details() == (
+        "invalid transition: IN_REVIEW -> COMPLETED; allowed from IN_REVIEW: WORKING, APPROVED, FAILED"
+    )
 
 
 def test_stale_state_message_reads_like_a_sentence(stub):

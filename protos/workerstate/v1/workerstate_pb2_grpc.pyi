@@ -24,6 +24,10 @@ Errors: every failure carries a google.rpc.Status in the `grpc-status-details-bi
 trailer, with a google.rpc.ErrorInfo (domain "workerstate.v1") or a
 google.rpc.BadRequest. Match on ErrorInfo.reason, never on the message text:
   INVALID_ARGUMENT    INVALID_TRANSITION  the (from_state, to_state) pair is not in the table.
+                                          Metadata: allowed_to_states, the table's targets
+                                          from from_state as comma-separated state names
+                                          in this enum's order ("WORKING,FAILED"; empty
+                                          from COMPLETED). Checked before the stored state.
   ABORTED             STALE_STATE         the stored state is not from_state, or the worker's
                                           revision is not expected_revision. Metadata:
                                           expected_state, actual_state (state names such as

@@ -58,7 +58,9 @@ google.rpc.BadRequest. Match on ErrorInfo.reason, never on the message text:
 
 Field limits (longer or malformed values get INVALID_ARGUMENT with BadRequest):
   task_id      1..128 characters from [A-Za-z0-9._:@/+-], starting with a letter or digit.
-  branch       1..256 characters, no control characters.
+  branch       1..256 characters, a name `git check-ref-format --branch` accepts (no
+               spaces or control characters, no "..", none of ~^:?*[\\, no trailing "/",
+               "." or ".lock", ...); the violation quotes the rule a name breaks.
   worktree     1..1024 characters, no control characters.
   description  up to 4096 characters (newlines and tabs allowed).
   reason       up to 4096 characters (newlines and tabs allowed).

@@ -9,28 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from workerstate.client.durations import format_duration, parse_duration
+
 from .domain import StaleThresholds
-
-_DURATION = re.compile(r"(\d+)(ms|s|m|h)")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-
-
-def parse_duration(text: str) -> int:
-    """`500ms`, `30s`, `5m`, `1h` (or a sum such as `1m30s`) as milliseconds."""
-    text = text.strip()
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r}: use a number and a unit, e.g. 500ms, 30s, 5m, 1h"
-        )
-    return sum(int(n) * _UNIT_MS[u] for n, u in parts)
-
-
-def format_duration(ms: int) -> str:
-    for unit in ("h", "m", "s"):
-        if ms and ms % _UNIT_MS[unit] == 0:
-            return f"{ms // _UNIT_MS[unit]}{unit}"
-    return f"{ms}ms"
 
 
 def _positive_duration(text: str) -> int:

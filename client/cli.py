@@ -17,8 +17,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
-from .client import DEFAULT_TARGET, Security, WorkerClient
-from .durations import positive_duration
+from .client import DEFAULT_TARGET, RetryPolicy, Security, WorkerClient
+from .describe import age, describe, timestamp
+from .durations import parse_duration, positive_duration
 from .errors import (
     InvalidArgument,
     InvalidTransition,
@@ -39,6 +40,7 @@ from .types import Event, StaleLevel, Worker, WorkerState
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_UNAVAILABLE = range(6)
 EXIT_DENIED = 6
+DEFAULT_TIMEOUT = "2s"
 EXIT_CODES = """exit codes:
   0  success
   1  any other error
@@ -97,17 +99,6 @@ class Output:
         print(json.dumps(value), file=self.stream, flush=True)
 
 
-def age(moment: datetime | None, now: datetime) -> str:
-    """`45s`, `3m`, `2h`, `4d`: the largest whole unit, as kubectl prints ages."""
-    if moment is None:
-        return "-"
-    seconds = max(0, int((now - moment).total_seconds()))
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 WORKER_HEADER = ["TASK", "STATE", "STALE", "AGE", "BEAT", "BRANCH", "REVISION"]
 WIDE_HEADER = [*WORKER_HEADER, "WORKTREE", "ACTIVITY", "DESCRIPTION"]
 EVENT_HEADER = ["REVISION", "TIME", "TYPE", "TASK", "FROM", "TO", "DETAIL"]
@@ -135,7 +126,7 @@ def event_row(event: Event) -> list[str]:
         detail = f"{event.from_stale_level.value} -> {event.worker.stale_level.value}"
     return [
         str(event.revision),
-        event.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z",
+        timestamp(event.time),
         event.type.value,
         event.worker.task_id,
         event.from_state.value if event.from_state else "-",
@@ -160,6 +151,11 @@ def show_workers(out: Output, workers: list[Worker]) -> None:
 
 def cmd_ls(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
     workers = client.list(states=args.state or (), stale_levels=args.stale or ())
+    if args.tasks:
+        wanted = set(args.tasks)
+        workers = [w for w in workers if w.task_id in wanted]
+        for task in wanted - {w.task_id for w in workers}:
+            client.get(task)  # filtered out, or no such worker (which says so)
     if out.format == "json":
         out.json_line([worker_json(w) for w in workers])
     elif workers:
@@ -169,7 +165,12 @@ def cmd_ls(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
 
 
 def cmd_get(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
-    show_workers(out, [client.get(args.task)])
+    worker = client.get(args.task)
+    if out.format == "json":
+        out.json_line(worker_json(worker))
+        return
+    for line in describe(worker, client.events(task_id=args.task), datetime.now(UTC)):
+        print(line, file=out.stream)
 
 
 def _changed(out: Output, worker: Worker, verb: str) -> None:
@@ -211,6 +212,8 @@ def cmd_beat(client: WorkerClient, args: argparse.Namespace, out: Output) -> Non
 
 def cmd_events(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
     events = client.events(after_revision=args.after, task_id=args.task)
+    if args.task and not events:
+        client.get(args.task)  # an unknown worker is an error, not an empty log
     if out.format == "json":
         for event in events:
             out.json_line(event_json(event))
@@ -221,11 +224,20 @@ def cmd_events(client: WorkerClient, args: argparse.Namespace, out: Output) -> N
 
 
 def cmd_watch(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
+    def connection(back: bool, revision: int) -> None:
+        # stderr, so a pipe of events or JSON lines stays clean
+        if back:
+            print(f"resumed at revision {revision}", file=sys.stderr, flush=True)
+        else:
+            print(f"reconnecting to {args.server}…", file=sys.stderr, flush=True)
+
     watch = client.watch(
         args.tasks,
+        args.state or (),
         start_revision=args.start,
         send_initial_state=args.initial,
         liveness=args.liveness,
+        on_connection=connection,
     )
     if out.format != "json":
         out.stream_row(EVENT_HEADER)
@@ -266,6 +278,14 @@ def _revision(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("a revision is not negative")
     return value
+
+
+def _timeout(text: str) -> float:
+    """Seconds, from a duration written like the daemon's flags."""
+    ms = parse_duration(text)
+    if ms <= 0:
+        raise argparse.ArgumentTypeError(f"timeout {text!r} must be greater than zero")
+    return ms / 1000
 
 
 def _server(text: str) -> str:
@@ -312,6 +332,17 @@ def build_parser() -> argparse.ArgumentParser:
             help="daemon address, HOST:PORT or unix:PATH; several, separated by commas "
             "(a:5001,b:5001), are tried in order and a call moves to the next when one is "
             f"unreachable (env WORKERSTATE_SERVER; default: {DEFAULT_TARGET})",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=_timeout,
+            default=os.environ.get("WORKERSTATE_TIMEOUT", DEFAULT_TIMEOUT)
+            if defaults
+            else argparse.SUPPRESS,
+            metavar="DURATION",
+            help="give up on a daemon that cannot be reached or does not answer after this "
+            "long, retries included (a watch: until it first connects); 500ms, 2s, 1m "
+            f"(env WORKERSTATE_TIMEOUT; default: {DEFAULT_TIMEOUT})",
         )
         parser.add_argument(
             "--tls",
@@ -369,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("serve", help="run the daemon (see `workerstate serve --help`)")
     ls = command("ls", cmd_ls, "list workers, newest change first")
+    ls.add_argument("tasks", metavar="TASK", nargs="*", help="only these workers")
     ls.add_argument(
         "--state",
         action="append",
@@ -383,7 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="only workers at this stale level: ok, WARN, STALE, DEAD (repeatable)",
     )
-    get = command("get", cmd_get, "show one worker")
+    get = command(
+        "get",
+        cmd_get,
+        "describe one worker: every field, and its last 10 events with their reasons "
+        "(-o json: the worker alone)",
+    )
     get.add_argument("task", metavar="TASK")
     create = command("create", cmd_create, "create a worker in ASSIGNED")
     create.add_argument("task", metavar="TASK")
@@ -412,8 +449,20 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument(
         "--after", type=_revision, default=0, metavar="REV", help="only events after this revision"
     )
-    watch = command("watch", cmd_watch, "stream changes until interrupted (Ctrl-C)")
+    watch = command(
+        "watch",
+        cmd_watch,
+        "stream changes until interrupted (Ctrl-C); while the daemon is away it says "
+        "`reconnecting to ADDRESS…` on stderr, then `resumed at revision N`",
+    )
     watch.add_argument("tasks", metavar="TASK", nargs="*", help="only these workers")
+    watch.add_argument(
+        "--state",
+        action="append",
+        type=_state,
+        metavar="S",
+        help="only events that leave a worker in this state (repeatable)",
+    )
     watch.add_argument(
         "--from",
         dest="start",
@@ -518,12 +567,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "mcp":
             return _mcp(args, security)
-        with WorkerClient(args.server, security=security) as client:
+        retry = RetryPolicy(give_up_after_s=args.timeout)
+        with WorkerClient(
+            args.server, timeout=args.timeout, retry=retry, security=security
+        ) as client:
             args.run(client, args, out)
     except KeyboardInterrupt:
         return EXIT_OK  # Ctrl-C ends a watch; that is how it is meant to stop
     except WorkerStateError as error:
-        print(f"error: {explain(error, args.server)}", file=sys.stderr)
+        print(f"error: {explain(error, args.server, args.timeout)}", file=sys.stderr)
         return next((code for cls, code in _EXIT_BY_ERROR if isinstance(error, cls)), EXIT_ERROR)
     except BrokenPipeError:
         return EXIT_OK  # piped into `head`

@@ -40,6 +40,8 @@ from .types import Event, EventType, StaleLevel, Worker, WorkerState
 DEFAULT_TARGET = "127.0.0.1:50051"
 # Silent unless the application configures logging (the library adds a NullHandler).
 logger = logging.getLogger(__name__)
+# Told (back, revision) when a watch loses the daemon (False) and gets it back (True).
+ConnectionHook = Callable[[bool, int], None]
 T = TypeVar("T")
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -96,16 +98,34 @@ class Security:
 class RetryPolicy:
     """How transient failures are retried: `attempts` tries in all, backoff doubling from
     `first_backoff_s` up to `max_backoff_s`, with jitter. The defaults ride out a daemon
-    restart (about 3 s of waiting in all) without hiding a daemon that is down."""
+    restart (about 3 s of waiting in all) without hiding a daemon that is down.
+
+    `give_up_after_s` bounds a call's attempts and waits together (and a watch's first
+    connection), for callers such as a command line that promise an answer within a time;
+    None leaves only `attempts` and the client's per-attempt timeout."""
 
     attempts: int = 6
     first_backoff_s: float = 0.1
     max_backoff_s: float = 2.0
+    give_up_after_s: float | None = None
 
     def delay(self, attempt: int) -> float:
         return min(self.max_backoff_s, self.first_backoff_s * 2.0**attempt) * random.uniform(
             0.8, 1.2
         )
+
+    def deadline(self) -> float | None:
+        """When a call starting now must give up, on the event loop's clock."""
+        if self.give_up_after_s is None:
+            return None
+        return asyncio.get_running_loop().time() + self.give_up_after_s
+
+
+def _left(deadline: float | None, limit: float) -> float:
+    """The time an attempt may take: `limit`, or less when the deadline is nearer."""
+    if deadline is None:
+        return limit
+    return min(limit, deadline - asyncio.get_running_loop().time())
 
 
 class AsyncWorkerClient:
@@ -140,13 +160,18 @@ class AsyncWorkerClient:
         await self._channel.close()
 
     async def _call(self, method: Callable[..., Awaitable[Response]], request: object) -> Response:
+        deadline = self._retry.deadline()
         for attempt in range(self._retry.attempts):
             try:
-                return await method(request, timeout=self._timeout, metadata=self._metadata)
+                timeout = max(0.0, _left(deadline, self._timeout))
+                return await method(request, timeout=timeout, metadata=self._metadata)
             except grpc.RpcError as error:
-                if error.code() not in TRANSIENT or attempt + 1 == self._retry.attempts:
+                delay = self._retry.delay(attempt)
+                # No retry that could only start at the deadline: give up now instead.
+                last = attempt + 1 == self._retry.attempts or _left(deadline, delay) < delay
+                if error.code() not in TRANSIENT or last:
                     raise from_rpc_error(error) from None
-            await asyncio.sleep(self._retry.delay(attempt))
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable: the last attempt raises")
 
     async def create(
@@ -252,6 +277,7 @@ class AsyncWorkerClient:
         send_initial_state: bool = False,
         liveness: bool = False,
         relist_on_compaction: bool = False,
+        on_connection: ConnectionHook | None = None,
     ) -> AsyncWatch:
         """Stream events; reconnects and resumes on its own (see AsyncWatch)."""
         return AsyncWatch(
@@ -267,6 +293,7 @@ class AsyncWorkerClient:
                 progress_notify=True,
             ),
             relist_on_compaction,
+            on_connection,
         )
 
     def heartbeater(
@@ -290,14 +317,23 @@ class AsyncWatch:
     raises, or with `relist_on_compaction` starts over with a fresh snapshot. `close()` (or
     leaving `async with`) ends the iteration, by the same name as the blocking Watch's. Do
     not wrap `anext()` in a timeout: cancelling an async generator mid-step closes it.
+
+    `on_connection(False, revision)` is called when an outage starts and
+    `on_connection(True, revision)` when the daemon answers again, `revision` being the last
+    one covered before the outage, so a person watching knows the silence is not calm.
     """
 
     def __init__(
-        self, client: AsyncWorkerClient, request: pb.WatchStateRequest, relist: bool
+        self,
+        client: AsyncWorkerClient,
+        request: pb.WatchStateRequest,
+        relist: bool,
+        on_connection: ConnectionHook | None = None,
     ) -> None:
         self._client = client
         self._request = request
         self._relist = relist
+        self._on_connection = on_connection
         # The last revision this watch has covered; resuming asks for the next one.
         self.revision = request.start_revision - 1
         self.synced = False
@@ -337,10 +373,17 @@ class AsyncWatch:
             # "From now" must mean one fixed revision, or a reconnect would skip the outage.
             head = await client._call(client.stub.ListWorkers, pb.ListWorkersRequest(page_size=1))
             self.revision = head.revision
-        failures, connected = 0, False
+        failures, connected, away = 0, False, False
+        deadline = retry.deadline()
         while not self._closed:  # close() during a backoff sleep must not start a new call
             self._call = client.stub.WatchState(self._next_request(), metadata=client._metadata)
             try:
+                if not connected or away:
+                    await self._connection(None if connected else deadline)
+                    connected = True
+                    if away:
+                        away = False
+                        self._tell(back=True)
                 async for message in self._call:
                     failures, connected = 0, True
                     if message.HasField("synced"):
@@ -369,10 +412,31 @@ class AsyncWatch:
                     raise error from None
                 # Once connected, ride out any outage (a restart, a long upgrade); before
                 # that, give up after the retry policy so a wrong address fails fast.
-                if not connected and failures + 1 >= retry.attempts:
+                delay = retry.delay(min(failures, 10))
+                gone = failures + 1 >= retry.attempts or _left(deadline, delay) < delay
+                if not connected and gone:
                     raise error from None
-                await asyncio.sleep(retry.delay(min(failures, 10)))
+                if connected and not away:
+                    away = True
+                    self._tell(back=False)
+                await asyncio.sleep(delay)
                 failures += 1
+
+    async def _connection(self, deadline: float | None) -> None:
+        """Wait until the daemon has taken the call; past `deadline`, it is unavailable."""
+        if deadline is None:
+            await self._call.wait_for_connection()
+            return
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._call.wait_for_connection()
+        except TimeoutError:
+            self._call.cancel()
+            raise Unavailable("deadline exceeded", code="DEADLINE_EXCEEDED") from None
+
+    def _tell(self, back: bool) -> None:
+        if self._on_connection is not None:
+            self._on_connection(back, self.revision)
 
 
 class AsyncHeartbeater:
@@ -594,8 +658,10 @@ class WorkerClient:
         send_initial_state: bool = False,
         liveness: bool = False,
         relist_on_compaction: bool = False,
+        on_connection: ConnectionHook | None = None,
     ) -> Watch:
-        """Stream events; reconnects and resumes on its own (see AsyncWatch)."""
+        """Stream events; reconnects and resumes on its own (see AsyncWatch). `on_connection`
+        runs on the client's event-loop thread."""
 
         async def make() -> AsyncWatch:
             return self._async.watch(
@@ -605,6 +671,7 @@ class WorkerClient:
                 send_initial_state=send_initial_state,
                 liveness=liveness,
                 relist_on_compaction=relist_on_compaction,
+                on_connection=on_connection,
             )
 
         return Watch(self, self._run(make()))

@@ -41,6 +41,12 @@ class InvalidArgument(WorkerStateError):
 class InvalidTransition(WorkerStateError):
     """The (from, to) pair is not in the transition table."""
 
+    @property
+    def allowed(self) -> list[str]:
+        """The states the table allows from the requested from-state (none from COMPLETED)."""
+        names = self.metadata.get("allowed_to_states", "")
+        return names.split(",") if names else []
+
 
 class StaleState(WorkerStateError):
     """The compare-and-set failed: the worker is not in `expected` (or not at the revision)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from .durations import format_duration
 from .errors import InvalidArgument, Unavailable, WorkerStateError
 from .types import Event, Worker
 
@@ -49,13 +50,21 @@ def event_json(event: Event) -> dict[str, Any]:
     }
 
 
-def explain(error: WorkerStateError, server: str) -> str:
+def explain(error: WorkerStateError, server: str, timeout_s: float | None = None) -> str:
+    """One line that says what to do; gRPC's own wording (addresses tried, socket errors)
+    stays out of it."""
     if isinstance(error, InvalidArgument):
         return "; ".join(f"{field}: {problem}" for field, problem in error.violations.items())
     if type(error) is Unavailable:
         which = "any workerstate daemon" if "," in server else "the workerstate daemon"
+        within = "" if timeout_s is None else f" within {format_duration(round(timeout_s * 1000))}"
+        if error.code == "DEADLINE_EXCEEDED":
+            return (
+                f"{which} at {server} did not answer{within}; is it stopped or "
+                "overloaded? Try a longer --timeout, or pick another with --server"
+            )
         return (
-            f"cannot reach {which} at {server} ({error.message}); is it running? Start one "
+            f"cannot reach {which} at {server}{within}; is it running? Start one "
             "with `workerstate serve`, or pick another with --server"
         )
     return error.message

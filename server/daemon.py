@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
-from .board import Board, Fleet, ssl_context
+from .board import Board, Fleet, Reasons, ssl_context
 from .clock import Clock, SystemClock
 from .compaction import compact_every
 from .config import Config
@@ -330,6 +330,8 @@ def _bind_board(
         execute=core.writer.execute,
         events=core.backend.events,
         clock=core.clock,
+        aged_from=core.liveness.aged_from_ms,
+        reasons=Reasons(core.backend.events),
     )
     tls = None
     if config.tls_cert and config.tls_key:

@@ -66,7 +66,9 @@ TRANSITIONS: Mapping[WorkerState, frozenset[WorkerState]] = {
 
 # Only these states are expected to heartbeat; the rest wait on people, not on the worker.
 LIVE_STATES = frozenset({S.ASSIGNED, S.WORKING})
-# Only these may be deleted: deleting a worker that still works would lose it silently.
+# Workers that stopped for good (FAILED until someone reassigns it): a late beat from its
+# process must not make one look alive again, and only these may be deleted (deleting a
+# worker that still works would lose it silently).
 FINISHED_STATES = frozenset({S.COMPLETED, S.FAILED})
 
 # A worker's labels, sorted by key: hashable, with one repr per set (request fingerprints
@@ -82,7 +84,14 @@ class InvalidTransition(WorkerStateError):
     """The (from, to) pair is not in the transition table."""
 
     def __init__(self, from_state: WorkerState, to_state: WorkerState) -> None:
-        super().__init__(f"invalid transition: {from_state.value} -> {to_state.value}")
+        # The targets come in the proto's enum order (this enum's), so a caller can show
+        # them or compare them without sorting.
+        self.allowed = tuple(s for s in WorkerState if s in TRANSITIONS[from_state])
+        names = ", ".join(s.value for s in self.allowed)
+        could = (
+            f"allowed from {from_state.value}: {names}" if names else f"{from_state.value} is final"
+        )
+        super().__init__(f"invalid transition: {from_state.value} -> {to_state.value}; {could}")
         self.from_state = from_state
         self.to_state = to_state
 

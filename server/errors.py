@@ -63,7 +63,11 @@ def _stale(e: StaleState) -> dict[str, str]:
 ERRORS: dict[
     type[WorkerStateError], tuple[grpc.StatusCode, str, Callable[[Any], dict[str, str]]]
 ] = {
-    InvalidTransition: (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_TRANSITION", _no_metadata),
+    InvalidTransition: (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_TRANSITION",
+        lambda e: {"allowed_to_states": ",".join(s.value for s in e.allowed)},
+    ),
     StaleState: (grpc.StatusCode.ABORTED, "STALE_STATE", _stale),
     WorkerNotFound: (grpc.StatusCode.NOT_FOUND, "WORKER_NOT_FOUND", _task),
     WorkerExists: (grpc.StatusCode.ALREADY_EXISTS, "WORKER_EXISTS", _task),

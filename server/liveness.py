@@ -51,6 +51,11 @@ class Liveness:
         level = domain.stale_level(worker, beat, now_ms, self.serving_since_ms, self._thresholds)
         return beat, level
 
+    def aged_from_ms(self, worker: Worker) -> int:
+        """When the worker's silence started counting, as its stale level counts it."""
+        beat = self._heartbeats.last_ms(worker.task_id)
+        return domain.aged_from_ms(worker, beat, self.serving_since_ms)
+
     def start(self, serving_since_ms: int) -> None:
         """Begin tracking every live worker; ages count from `serving_since_ms` at the earliest.
 

@@ -18,7 +18,14 @@ from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
 from . import domain, security, validate
 from .clock import Clock
-from .domain import RevisionCompacted, ShuttingDown, TooManyWatchers, Worker, WorkerNotFound
+from .domain import (
+    FINISHED_STATES,
+    RevisionCompacted,
+    ShuttingDown,
+    TooManyWatchers,
+    Worker,
+    WorkerNotFound,
+)
 from .errors import reported, reported_stream
 from .heartbeats import Heartbeats
 from .hub import Hub
@@ -231,8 +238,9 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         task_id, activity = validate.heartbeat(request)
         worker = self._existing(task_id)
         now_ms = self._core.clock.now_ms()
-        self._core.heartbeats.beat(task_id, now_ms, activity)
-        self._core.liveness.on_beat(worker, now_ms)
+        if worker.state not in FINISHED_STATES:
+            self._core.heartbeats.beat(task_id, now_ms, activity)
+            self._core.liveness.on_beat(worker, now_ms)
         response = pb.HeartbeatResponse(task_id=task_id, state=STATE_TO_PB[worker.state])
         set_time(response.received_at, now_ms)
         return response

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from workerstate.v1 import workerstate_pb2 as pb
 
+from .branches import branch_problem
 from .domain import (
     Batch,
     Change,
@@ -32,6 +33,7 @@ from .labels import Selector, SelectorError, as_labels, label_problems, parse_se
 from .messages import LEVEL_FROM_PB, STATE_FROM_PB
 
 TASK_ID_MAX = 128
+BRANCH_MAX = 256
 TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]*")
 REQUEST_ID = re.compile(r"[!-~]*")  # printable ASCII, no spaces
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -80,6 +82,15 @@ class _Checker:
             self.bad(field, f"longer than {limit} characters")
         elif (CONTROL_BUT_LAYOUT if layout else CONTROL).search(value):
             self.bad(field, "contains control characters")
+        return value
+
+    def branch(self, value: str) -> str:
+        if not value:
+            self.bad("branch", "required")
+        elif len(value) > BRANCH_MAX:
+            self.bad("branch", f"longer than {BRANCH_MAX} characters")
+        elif problem := branch_problem(value):
+            self.bad("branch", problem)
         return value
 
     def request_id(self, value: str) -> str:
@@ -134,7 +145,7 @@ def create_worker(request: pb.CreateWorkerRequest) -> CreateWorker:
     c = _Checker()
     command = CreateWorker(
         task_id=c.task_id(request.task_id),
-        branch=c.text("branch", request.branch, 256, required=True),
+        branch=c.branch(request.branch),
         worktree=c.text("worktree", request.worktree, 1024, required=True),
         description=c.text("description", request.description, 4096, layout=True) or None,
         request_id=c.request_id(request.request_id),

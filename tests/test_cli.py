@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from harness import unique, wait_until
+from harness import create, unique, wait_until
+from workerstate.v1 import workerstate_pb2 as pb
 
 WORKERSTATE = str(Path(sys.executable).with_name("workerstate"))
 
@@ -41,7 +43,7 @@ def test_create_get_move_beat_fail(cli):
     assert f"worker {task} moved ASSIGNED -> WORKING" in moved.stdout
     beat = cli("beat", task, "--activity", "tests")
     assert beat.stdout == f"worker {task} is WORKING\n"
-    got = cli("get", task, server_after=True)  # global option after the command
+    got = cli("ls", task, server_after=True)  # global option after the command
     header, row = got.stdout.splitlines()
     assert header.split() == ["TASK", "STATE", "STALE", "AGE", "BEAT", "BRANCH", "REVISION"]
     assert row.split()[:3] == [task, "WORKING", "ok"]
@@ -53,6 +55,44 @@ def test_create_get_move_beat_fail(cli):
 
 def _rev(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout.rsplit("revision ", 1)[1].rstrip(")\n")
+
+
+def test_get_describes_every_field_and_the_last_ten_events(cli):
+    task = unique("desc")
+    cli("create", task, "--branch", f"feat/{task}", "--worktree", "/w/d", "--description", "fix it")
+    state = "ASSIGNED"
+    for i in range(6):  # 1 + 12 events: the first three fall off
+        for to in ("WORKING", "IN_REVIEW"):
+            cli("move", task, state, to, "--reason", f"why {i} {to}")
+            state = to
+    cli("beat", task, "--activity", "reading the diff")
+    got = cli("get", task)
+    assert got.returncode == 0, got.stderr
+    fields = dict(
+        line.split(":", 1) for line in got.stdout.split("\n\n")[0].splitlines() if ":" in line
+    )
+    fields = {k: v.strip() for k, v in fields.items()}
+    assert fields["Task"] == task and fields["State"] == "IN_REVIEW"
+    assert fields["Branch"] == f"feat/{task}" and fields["Worktree"] == "/w/d"
+    assert fields["Description"] == "fix it" and fields["Activity"] == "reading the diff"
+    for label in ("State since", "Created", "Last heartbeat"):
+        assert fields[label].endswith(" ago)"), label
+    assert fields["Stale level"] == "ok" and fields["Revision"].isdigit()
+    events = got.stdout.split("\n\n")[1].splitlines()
+    assert events[0] == "Events (last 10 of 13, oldest first):"
+    assert len(events) == 11
+    assert events[-1].endswith("WORKING -> IN_REVIEW  why 5 IN_REVIEW")
+    assert events[1].endswith("IN_REVIEW -> WORKING  why 1 WORKING")  # the 4th of 13
+
+
+def test_ls_takes_task_ids(cli):
+    one, two, other = unique("pick"), unique("pick"), unique("pick")
+    for task in (one, two, other):
+        cli("create", task, "--branch", "b", "--worktree", "/w")
+    listed = json.loads(cli("ls", one, two, "-o", "json").stdout)
+    assert {w["task_id"] for w in listed} == {one, two}
+    missing = cli("ls", one, unique("nobody"))
+    assert missing.returncode == 3 and "not found" in missing.stderr
 
 
 def test_ls_filters_and_json(cli):
@@ -93,8 +133,12 @@ def test_events_table_and_json_lines(cli):
     ("args", "code", "message"),
     [
         (["get", "nobody-here"], 3, "error: worker nobody-here not found"),
+        (["events", "nobody-here"], 3, "error: worker nobody-here not found"),
+        (["create", "b", "--branch", "feat/has space", "--worktree", "w"], 2, "branch: not a"),
+        (["ls", "--timeout", "soon"], 2, "invalid duration 'soon'"),
         (["move", "nobody-here", "ASSIGNED", "WORKING"], 3, "not found"),
         (["move", "x", "COMPLETED", "WORKING"], 2, "invalid transition: COMPLETED -> WORKING"),
+        (["move", "x", "ASSIGNED", "COMPLETED"], 2, "allowed from ASSIGNED: WORKING, FAILED"),
         (["move", "x", "WORKING", "LUNCH"], 2, "unknown state 'LUNCH'"),
         (["create", "bad id", "--branch", "b", "--worktree", "w"], 2, "error: task_id:"),
         (["create", "x"], 2, "--branch"),
@@ -142,13 +186,19 @@ def test_server_from_the_environment(shared_daemon):
     assert isinstance(json.loads(result.stdout), list)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_help_documents_commands_options_and_exit_codes():
     top = subprocess.run([WORKERSTATE, "--help"], capture_output=True, text=True).stdout
     for command in ("serve", "ls", "get", "create", "move", "fail", "beat", "events", "watch"):
         assert command in top
     assert "WORKERSTATE_SERVER" in top and "exit codes" in top
     watch = subprocess.run([WORKERSTATE, "watch", "--help"], capture_output=True, text=True)
-    for option in ("--from", "--initial", "--liveness", "--server", "-o"):
+    for option in ("--from", "--initial", "--liveness", "--state", "--server", "--timeout", "-o"):
         assert option in watch.stdout
 
 
@@ -203,3 +253,97 @@ def test_serve_runs_the_daemon(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
     wait_until(lambda: (tmp_path / "w.db").exists())
+
+
+def test_watch_filters_by_state(shared_daemon, cli):
+    task, quiet = unique("wst"), unique("wst")
+    proc = subprocess.Popen(
+        [
+            *(WORKERSTATE, "watch", "--state", "FAILED", "--state", "in_review", "-o", "json"),
+            *("--server", shared_daemon.address),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1)  # the watch starts from now
+        for t in (task, quiet):
+            cli("create", t, "--branch", "b", "--worktree", "/w")
+        cli("move", quiet, "ASSIGNED", "WORKING")
+        cli("move", task, "ASSIGNED", "WORKING")
+        cli("move", task, "WORKING", "IN_REVIEW")
+        cli("fail", task)
+        seen = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        assert [(e["task_id"], e["state"]) for e in seen] == [
+            (task, "IN_REVIEW"),
+            (task, "FAILED"),
+        ]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+
+
+def test_watch_says_when_it_reconnects_and_where_it_resumed(make_daemon):
+    port = free_port()
+    daemon = make_daemon(listen=f"127.0.0.1:{port}")
+    address = f"127.0.0.1:{port}"
+    task = unique("away")
+    create(daemon.stub, task)
+    proc = subprocess.Popen(
+        [WORKERSTATE, "watch", task, "-o", "json", "--server", address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1)
+        daemon.stub.FailWorker(pb.FailWorkerRequest(task_id=task, reason="before"))
+        last = json.loads(proc.stdout.readline())["revision"]
+        daemon.stop()
+        assert proc.stderr.readline() == f"reconnecting to {address}…\n"
+        daemon.start()
+        assert proc.stderr.readline() == f"resumed at revision {last}\n"
+        daemon.stub.Transition(
+            pb.TransitionRequest(
+                task_id=task,
+                from_state=pb.WORKER_STATE_FAILED,
+                to_state=pb.WORKER_STATE_ASSIGNED,
+            )
+        )
+        after = json.loads(proc.stdout.readline())
+        assert (after["revision"], after["state"]) == (last + 1, "ASSIGNED")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+
+
+@pytest.fixture
+def silent_address():
+    """A socket that takes connections and never answers, as a hung daemon."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("args", [["ls"], ["get", "t"], ["watch"]])
+def test_a_silent_or_absent_daemon_fails_within_the_timeout(silent_address, tmp_path, args):
+    for server, words in (
+        (silent_address, "did not answer within 800ms"),
+        (f"unix:{tmp_path}/none.sock", "cannot reach the workerstate daemon"),
+    ):
+        started = time.monotonic()
+        result = subprocess.run(
+            [WORKERSTATE, "--timeout", "800ms", *args, "--server", server],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        # Python's start-up comes on top of the timeout; a retry loop would take 3 s or more.
+        assert time.monotonic() - started < 0.8 + 1.0
+        assert result.returncode == 5
+        (line,) = result.stderr.splitlines()
+        assert words in line and server in line
+        for internal in ("failed to connect", "DEADLINE_EXCEEDED", "Deadline", "ipv4:", "errno"):
+            assert internal not in line

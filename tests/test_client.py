@@ -107,8 +107,9 @@ def test_list_iterates_every_page(make_daemon):
 
 def test_every_exception(client):
     worker = new(client)
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(InvalidTransition) as invalid:
         client.transition(worker.task_id, W.ASSIGNED, W.COMPLETED)
+    assert invalid.value.allowed == ["WORKING", "FAILED"]
     with pytest.raises(StaleState) as stale:
         client.transition(worker.task_id, W.WORKING, W.IN_REVIEW)
     assert (stale.value.expected, stale.value.actual) == ("WORKING", "ASSIGNED")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import grpc
 import pytest
 from harness import create, details, unique
@@ -113,7 +115,27 @@ def test_invalid_transition_is_reported_before_the_worker_is_looked_up(stub):
     code, info, _ = details(caught.value)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert info.reason == "INVALID_TRANSITION"
-    assert caught.value.details() == "invalid transition: COMPLETED -> WORKING"
+    assert caught.value.details() == "invalid transition: COMPLETED -> WORKING; COMPLETED is final"
+    assert info.metadata["allowed_to_states"] == ""
+
+
+def test_invalid_transition_names_the_allowed_targets_from_the_requested_state(stub):
+    worker = create(stub)  # ASSIGNED; the pair is judged by from_state, not the stored state
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Transition(
+            pb.TransitionRequest(
+                task_id=worker.task_id,
+                from_state=S.WORKER_STATE_IN_REVIEW,
+                to_state=S.WORKER_STATE_COMPLETED,
+            )
+        )
+    code, info, _ = details(caught.value)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.metadata["allowed_to_states"] == "WORKING,APPROVED,FAILED"  # the enum's order
+    assert caught.value.details() == (
+        "invalid transition: IN_REVIEW -> COMPLETED; "
+        "allowed from IN_REVIEW: WORKING, APPROVED, FAILED"
+    )
 
 
 def test_stale_state_message_reads_like_a_sentence(stub):
@@ -129,3 +151,62 @@ def test_stale_state_message_reads_like_a_sentence(stub):
     assert caught.value.details() == (
         f"worker {worker.task_id} is ASSIGNED, not WORKING (revision {worker.revision})"
     )
+
+
+BRANCHES = [
+    "feat/x",
+    "feat/has space",
+    "a..b",
+    ".hidden",
+    "a/.b",
+    "x.lock",
+    "a.lock/b",
+    "trailing/",
+    "/leading",
+    "a//b",
+    "ends.",
+    "a@{b",
+    "a@b",
+    "back\\slash",
+    "-dash",
+    "a/-dash",
+    "HEAD",
+    "tilde~1",
+    "caret^",
+    "co:lon",
+    "what?",
+    "star*",
+    "br[acket",
+    "tab\there",
+    "é/ü",
+    "<script>x</script>",
+    "@",
+]
+
+
+def git_accepts(name: str) -> bool:
+    # "@" alone is shorthand for HEAD to this command, so git itself names the rule for it.
+    if name == "@":
+        return False
+    result = subprocess.run(
+        ["git", "check-ref-format", "--branch", name], capture_output=True, cwd="/"
+    )
+    return result.returncode == 0
+
+
+def test_branch_names_follow_gits_rules(stub):
+    for name in BRANCHES:
+        request = pb.CreateWorkerRequest(task_id=unique("br"), branch=name, worktree="/w")
+        if git_accepts(name):
+            assert stub.CreateWorker(request).worker.branch == name
+            continue
+        code, info, bad = fails(stub.CreateWorker, request)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert info is None
+        (violation,) = bad.field_violations
+        assert violation.field == "branch"
+        assert "git check-ref-format --branch" in violation.description
+    _, _, bad = fails(
+        stub.CreateWorker, pb.CreateWorkerRequest(task_id="t", branch="a b", worktree="/w")
+    )
+    assert "spaces" in bad.field_violations[0].description

@@ -152,6 +152,50 @@ def test_heartbeat_tells_a_worker_it_was_failed_elsewhere(stub):
     assert stub.Heartbeat(pb.HeartbeatRequest(task_id=task_id)).state == S.WORKER_STATE_FAILED
 
 
+def test_a_finished_worker_is_answered_but_its_beats_change_nothing(live):
+    failed, completed = create(live.stub).task_id, create(live.stub).task_id
+    for task_id, path in ((failed, []), (completed, ["WORKING", "IN_REVIEW", "APPROVED"])):
+        state = S.WORKER_STATE_ASSIGNED
+        for step in path:
+            to = S.Value(f"WORKER_STATE_{step}")
+            live.stub.Transition(
+                pb.TransitionRequest(task_id=task_id, from_state=state, to_state=to)
+            )
+            state = to
+        live.stub.Heartbeat(pb.HeartbeatRequest(task_id=task_id, activity="last words"))
+        live.clock.advance(1_000)
+        before = live.stub.GetWorker(pb.GetWorkerRequest(task_id=task_id)).worker
+        if task_id == failed:
+            live.stub.FailWorker(pb.FailWorkerRequest(task_id=task_id, reason="gave up"))
+            finished = S.WORKER_STATE_FAILED
+        else:
+            live.stub.Transition(
+                pb.TransitionRequest(
+                    task_id=task_id, from_state=state, to_state=S.WORKER_STATE_COMPLETED
+                )
+            )
+            finished = S.WORKER_STATE_COMPLETED
+        live.clock.advance(1_000)
+        answer = live.stub.Heartbeat(pb.HeartbeatRequest(task_id=task_id, activity="still going"))
+        streamed = list(
+            live.stub.StreamHeartbeats(iter([pb.HeartbeatRequest(task_id=task_id, activity="x")]))
+        )
+        assert answer.state == streamed[0].state == finished
+        after = live.stub.GetWorker(pb.GetWorkerRequest(task_id=task_id)).worker
+        assert after.last_activity == "last words"
+        assert after.last_heartbeat_at == before.last_heartbeat_at
+        assert after.stale_level == L.STALE_LEVEL_OK
+    # Reassigned, the worker beats again.
+    live.stub.Transition(
+        pb.TransitionRequest(
+            task_id=failed, from_state=S.WORKER_STATE_FAILED, to_state=S.WORKER_STATE_ASSIGNED
+        )
+    )
+    live.stub.Heartbeat(pb.HeartbeatRequest(task_id=failed, activity="back at it"))
+    again = live.stub.GetWorker(pb.GetWorkerRequest(task_id=failed)).worker
+    assert again.last_activity == "back at it"
+
+
 def test_stream_heartbeats_answers_each_beat_and_ends_on_unknown_task(stub):
     task_id = create(stub).task_id
     requests = [pb.HeartbeatRequest(task_id=task_id, activity=f"step {i}") for i in range(5)]

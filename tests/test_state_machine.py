@@ -89,6 +89,10 @@ def test_every_pair_follows_the_table(stub, from_state):
             code, info, _ = details(caught.value)
             assert code == grpc.StatusCode.INVALID_ARGUMENT
             assert info is not None and info.reason == "INVALID_TRANSITION"
+            allowed = [s for s in sorted(S.values()) if s in ALLOWED[from_state]]
+            assert info.metadata["allowed_to_states"] == ",".join(
+                S.Name(s).removeprefix("WORKER_STATE_") for s in allowed
+            )
             assert info.domain == "workerstate.v1"
             after = stub.GetWorker(pb.GetWorkerRequest(task_id=worker.task_id)).worker
             assert after.state == from_state and after.revision == before.revision

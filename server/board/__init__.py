@@ -2,5 +2,6 @@
 
 from .app import Board, ssl_context
 from .fleet import Fleet
+from .reasons import Reasons
 
-__all__ = ["Board", "Fleet", "ssl_context"]
+__all__ = ["Board", "Fleet", "Reasons", "ssl_context"]

@@ -331,4 +331,5 @@ class Board:
             worker = await self._fleet.execute(command)
         except WorkerStateError as e:
             return error_response(e)
+        self._fleet.reasons.learn(worker.task_id, worker.state, worker.revision, command.reason)
         return web.json_response({"card": self._fleet.worker_card(worker)})

@@ -5,7 +5,8 @@ then `changes` as they commit (id: the last revision they reach). A page that re
 sends that id back as `Last-Event-ID` and is sent only what it missed, from the log, plus the
 current stale levels and activities (`levels`): those live in memory, not in the log, so they
 cannot be replayed. Activity changes from heartbeats, which are not events, are looked for
-every ACTIVITY_POLL_S on a numbered list of changes, so an idle fleet costs nothing.
+every ACTIVITY_POLL_S on a numbered list of changes, so an idle fleet costs nothing; the
+heartbeat ages the page sorts by follow every BEATS_S (`beats`), only the ones that moved.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from workerstate.v1 import workerstate_pb2 as pb
 
 from ..domain import RevisionCompacted, ShuttingDown
 from ..labels import Selector
+from ..messages import STATE_FROM_PB
 from ..validate import WatchQuery
 from .fleet import Card, Fleet
 
@@ -29,6 +31,9 @@ ACTIVITY_POLL_S = 0.5
 # A comment line this often finds a vanished page (its socket errors) and keeps proxies from
 # closing a quiet stream.
 KEEPALIVE_S = 15.0
+# How often a page is told which heartbeat ages moved, so "stalest first" stays true between
+# events (a beat changes the order but is no event).
+BEATS_S = 5.0
 # How long the browser waits before reconnecting (sent as `retry`): short, since a restart
 # takes about a second and the page should be live again soon after.
 RETRY_MS = 500
@@ -79,7 +84,8 @@ class Feed:
         responses = fleet.watch(query)
         pending = asyncio.ensure_future(anext(responses))
         snapshot: list[Card] = []
-        last_sent = time.monotonic()
+        last_sent = beats_sent = time.monotonic()
+        aged: dict[str, int] = {}  # what the page was last told of each worker's silence
         try:
             if resume is not None:
                 # Let the watch take its liveness cursor first: a crossing after that reaches
@@ -93,7 +99,9 @@ class Feed:
                     response = pending.result()
                     pending = asyncio.ensure_future(anext(responses))
                     if response.HasField("synced"):
+                        await fleet.reasons.fill(snapshot, response.synced.revision)
                         out.append(sse("reset", snapshot, response.synced.revision))
+                        aged = {card["task_id"]: card["aged_ms"] for card in snapshot}
                         snapshot = []
                     elif response.events and response.events[0].type == pb.EVENT_TYPE_SNAPSHOT:
                         snapshot.extend(fleet.card(e.worker) for e in response.events)
@@ -107,6 +115,11 @@ class Feed:
                     }
                     if activities:
                         out.append(sse("activity", activities))
+                if time.monotonic() - beats_sent >= BEATS_S:
+                    beats_sent = time.monotonic()
+                    beats = self._beats(aged)
+                    if beats:
+                        out.append(sse("beats", beats))
                 if not out and time.monotonic() - last_sent >= KEEPALIVE_S:
                     out.append(b": keepalive\n\n")
                 if out:
@@ -125,15 +138,33 @@ class Feed:
 
     def _changes(self, events: Sequence[pb.WorkerEvent]) -> bytes:
         """One `changes` event: the newest card of each worker the events touch."""
+        stored = [e for e in events if e.type != pb.EVENT_TYPE_LIVENESS_CHANGED]
+        for event in stored:
+            worker = event.worker
+            state = STATE_FROM_PB[worker.state]
+            self._fleet.reasons.learn(worker.task_id, state, event.revision, event.reason)
         cards: dict[str, Card] = {}
         for event in events:
             cards[event.worker.task_id] = self._fleet.card(event.worker)
-        stored = [e.worker.task_id for e in events if e.type != pb.EVENT_TYPE_LIVENESS_CHANGED]
         return sse(
             "changes",
-            {"cards": list(cards.values()), "stored": sorted(set(stored))},
+            {
+                "cards": list(cards.values()),
+                "stored": sorted({e.worker.task_id for e in stored}),
+            },
             max(e.revision for e in events),
         )
+
+    def _beats(self, aged: dict[str, int]) -> dict[str, int]:
+        """When each worker's silence started counting, for those whose start moved since
+        the page was last told (a beat moves it without any event); `aged` is updated."""
+        fleet = self._fleet
+        moved: dict[str, int] = {}
+        for worker in fleet.view.newest_first():
+            since = fleet.aged_from(worker)
+            if aged.get(worker.task_id) != since:
+                aged[worker.task_id] = moved[worker.task_id] = since
+        return moved
 
     def _levels(self) -> dict[str, list[str | None]]:
         """Every worker's level and activity now, for a page that was away: only the ones

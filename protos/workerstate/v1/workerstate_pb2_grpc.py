@@ -156,6 +156,9 @@ class WorkerServiceServicer:
         current state, so a worker learns at its next beat that it was failed elsewhere.
         Heartbeats are kept in memory and written to the database in batches: a crash loses
         at most one flush interval of heartbeat times, never a transition.
+        A beat for a COMPLETED or FAILED worker is answered with that state but changes
+        nothing: no heartbeat time, no activity, no stale level. The worker has finished, and a
+        late beat from its process must not make it look alive.
         Errors: WORKER_NOT_FOUND, BadRequest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -25,6 +25,10 @@ Errors: every failure carries a google.rpc.Status in the `grpc-status-details-bi
 trailer, with a google.rpc.ErrorInfo (domain "workerstate.v1") or a
 google.rpc.BadRequest. Match on ErrorInfo.reason, never on the message text:
   INVALID_ARGUMENT    INVALID_TRANSITION  the (from_state, to_state) pair is not in the table.
+                                          Metadata: allowed_to_states, the table's targets
+                                          from from_state as comma-separated state names
+                                          in this enum's order ("WORKING,FAILED"; empty
+                                          from COMPLETED). Checked before the stored state.
   ABORTED             STALE_STATE         the stored state is not from_state, or the worker's
                                           revision is not expected_revision. Metadata:
                                           expected_state, actual_state (state names such as
@@ -61,7 +65,9 @@ the operation's fields as operations[<i>].<kind>.<field>.
 
 Field limits (longer or malformed values get INVALID_ARGUMENT with BadRequest):
   task_id      1..128 characters from [A-Za-z0-9._:@/+-], starting with a letter or digit.
-  branch       1..256 characters, no control characters.
+  branch       1..256 characters, a name `git check-ref-format --branch` accepts (no
+               spaces or control characters, no "..", none of ~^:?*[\\, no trailing "/",
+               "." or ".lock", ...); the violation quotes the rule a name breaks.
   worktree     1..1024 characters, no control characters.
   description  up to 4096 characters (newlines and tabs allowed).
   reason       up to 4096 characters (newlines and tabs allowed).
@@ -146,6 +152,9 @@ class WorkerServiceStub:
     current state, so a worker learns at its next beat that it was failed elsewhere.
     Heartbeats are kept in memory and written to the database in batches: a crash loses
     at most one flush interval of heartbeat times, never a transition.
+    A beat for a COMPLETED or FAILED worker is answered with that state but changes
+    nothing: no heartbeat time, no activity, no stale level. The worker has finished, and a
+    late beat from its process must not make it look alive.
     Errors: WORKER_NOT_FOUND, BadRequest.
     """
     StreamHeartbeats: _grpc.StreamStreamMultiCallable[_workerstate_pb2.HeartbeatRequest, _workerstate_pb2.HeartbeatResponse]
@@ -248,6 +257,9 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     current state, so a worker learns at its next beat that it was failed elsewhere.
     Heartbeats are kept in memory and written to the database in batches: a crash loses
     at most one flush interval of heartbeat times, never a transition.
+    A beat for a COMPLETED or FAILED worker is answered with that state but changes
+    nothing: no heartbeat time, no activity, no stale level. The worker has finished, and a
+    late beat from its process must not make it look alive.
     Errors: WORKER_NOT_FOUND, BadRequest.
     """
     StreamHeartbeats: _aio.StreamStreamMultiCallable[_workerstate_pb2.HeartbeatRequest, _workerstate_pb2.HeartbeatResponse]  # type: ignore[assignment]
@@ -383,6 +395,9 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         current state, so a worker learns at its next beat that it was failed elsewhere.
         Heartbeats are kept in memory and written to the database in batches: a crash loses
         at most one flush interval of heartbeat times, never a transition.
+        A beat for a COMPLETED or FAILED worker is answered with that state but changes
+        nothing: no heartbeat time, no activity, no stale level. The worker has finished, and a
+        late beat from its process must not make it look alive.
         Errors: WORKER_NOT_FOUND, BadRequest.
         """
 

@@ -11,6 +11,7 @@ The generated stub (`workerstate.v1`) stays available for raw messages (`client.
 
 import logging
 
+from . import operations
 from .client import (
     DEFAULT_TARGET,
     AsyncHeartbeater,
@@ -34,6 +35,7 @@ from .errors import (
     TooManyWatchers,
     Unauthenticated,
     Unavailable,
+    WorkerActive,
     WorkerCompleted,
     WorkerExists,
     WorkerNotFound,
@@ -67,10 +69,12 @@ __all__ = [
     "Unavailable",
     "Watch",
     "Worker",
+    "WorkerActive",
     "WorkerClient",
     "WorkerCompleted",
     "WorkerExists",
     "WorkerNotFound",
     "WorkerState",
     "WorkerStateError",
+    "operations",
 ]

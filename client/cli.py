@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+from .batchfile import edited, label_pair, labels_text, operations
 from .client import DEFAULT_TARGET, RetryPolicy, Security, WorkerClient
 from .describe import age, describe, timestamp
 from .durations import parse_duration, positive_duration
@@ -29,6 +30,7 @@ from .errors import (
     StaleState,
     Unauthenticated,
     Unavailable,
+    WorkerActive,
     WorkerCompleted,
     WorkerExists,
     WorkerNotFound,
@@ -36,7 +38,7 @@ from .errors import (
 )
 from .render import event_json, explain, worker_json
 from .targets import split_addresses
-from .types import Event, StaleLevel, Worker, WorkerState
+from .types import Event, EventType, StaleLevel, Worker, WorkerState
 
 EXIT_OK, EXIT_ERROR, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_UNAVAILABLE = range(6)
 EXIT_DENIED = 6
@@ -46,8 +48,9 @@ EXIT_CODES = """exit codes:
   1  any other error
   2  invalid: bad arguments, an invalid transition, a reused request id
   3  not found: no worker has that task id
-  4  conflict: the worker is not in the state you named, already exists, is completed,
-     or the revision you asked for was compacted
+  4  conflict: the worker is not in the state (or at the revision) you named, already
+     exists, is completed, is still active (delete), or the revision you asked for was
+     compacted
   5  unavailable: the daemon cannot be reached or is shutting down
   6  denied: a missing or wrong --token, or a read-only token asked to change something"""
 _EXIT_BY_ERROR: tuple[tuple[type[WorkerStateError], int], ...] = (
@@ -60,6 +63,7 @@ _EXIT_BY_ERROR: tuple[tuple[type[WorkerStateError], int], ...] = (
     (StaleState, EXIT_CONFLICT),
     (WorkerExists, EXIT_CONFLICT),
     (WorkerCompleted, EXIT_CONFLICT),
+    (WorkerActive, EXIT_CONFLICT),
     (RevisionCompacted, EXIT_CONFLICT),
     (Unavailable, EXIT_UNAVAILABLE),
 )
@@ -100,9 +104,9 @@ class Output:
 
 
 WORKER_HEADER = ["TASK", "STATE", "STALE", "AGE", "BEAT", "BRANCH", "REVISION"]
-WIDE_HEADER = [*WORKER_HEADER, "WORKTREE", "ACTIVITY", "DESCRIPTION"]
-EVENT_HEADER = ["REVISION", "TIME", "TYPE", "TASK", "FROM", "TO", "DETAIL"]
-STREAM_WIDTHS = (8, 24, 16, 24, 10, 10, 0)
+WIDE_HEADER = [*WORKER_HEADER, "WORKTREE", "LABELS", "ACTIVITY", "DESCRIPTION"]
+EVENT_HEADER = ["REVISION", "TIME", "TYPE", "TASK", "FROM", "TO", "ACTOR", "DETAIL"]
+STREAM_WIDTHS = (8, 24, 16, 24, 10, 10, 12, 0)
 
 
 def worker_row(worker: Worker, now: datetime, wide: bool) -> list[str]:
@@ -117,13 +121,22 @@ def worker_row(worker: Worker, now: datetime, wide: bool) -> list[str]:
     ]
     if not wide:
         return row
-    return [*row, worker.worktree, worker.last_activity or "", worker.description or ""]
+    return [
+        *row,
+        worker.worktree,
+        labels_text(worker.labels) or "-",
+        worker.last_activity or "",
+        worker.description or "",
+    ]
 
 
 def event_row(event: Event) -> list[str]:
     detail = event.reason
     if event.from_stale_level is not None and event.worker.stale_level is not None:
         detail = f"{event.from_stale_level.value} -> {event.worker.stale_level.value}"
+    elif event.type is EventType.LABELS_CHANGED:
+        before, after = labels_text(event.from_labels), labels_text(event.worker.labels)
+        detail = f"labels {before or '-'} -> {after or '-'}"
     return [
         str(event.revision),
         timestamp(event.time),
@@ -131,6 +144,7 @@ def event_row(event: Event) -> list[str]:
         event.worker.task_id,
         event.from_state.value if event.from_state else "-",
         event.worker.state.value,
+        event.actor or "-",
         detail,
     ]
 
@@ -150,7 +164,9 @@ def show_workers(out: Output, workers: list[Worker]) -> None:
 
 
 def cmd_ls(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
-    workers = client.list(states=args.state or (), stale_levels=args.stale or ())
+    workers = client.list(
+        states=args.state or (), stale_levels=args.stale or (), label_selector=args.selector
+    )
     if args.tasks:
         wanted = set(args.tasks)
         workers = [w for w in workers if w.task_id in wanted]
@@ -182,9 +198,48 @@ def _changed(out: Output, worker: Worker, verb: str) -> None:
 
 def cmd_create(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
     worker = client.create(
-        args.task, branch=args.branch, worktree=args.worktree, description=args.description
+        args.task,
+        branch=args.branch,
+        worktree=args.worktree,
+        description=args.description,
+        labels=dict(args.label or ()),
     )
     _changed(out, worker, "created, ASSIGNED")
+
+
+def cmd_label(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
+    # A compare-and-set on the revision read here: an edit made meanwhile is not overwritten.
+    worker = client.get(args.task)
+    try:
+        labels = edited(worker.labels, args.edits)
+    except argparse.ArgumentTypeError as e:
+        raise InvalidArgument(str(e), {"labels": str(e)}) from None
+    worker = client.set_labels(args.task, labels, expected_revision=worker.revision)
+    _changed(out, worker, f"labeled {labels_text(worker.labels) or '(none)'}")
+
+
+def cmd_delete(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
+    worker = client.delete(args.task, expected_revision=args.revision, reason=args.reason)
+    if out.format == "json":
+        out.json_line(worker_json(worker))
+    else:
+        print(f"worker {worker.task_id} deleted (revision {worker.revision})", file=out.stream)
+
+
+def cmd_apply(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
+    source = "stdin" if args.file == "-" else args.file
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    try:
+        batch = operations(text, source)
+    except ValueError as e:
+        raise InvalidArgument(str(e), {"file": str(e)}) from None
+    workers = client.apply(batch)
+    if out.format == "json":
+        out.json_line([worker_json(w) for w in workers])
+        return
+    for worker in workers:
+        print(f"worker {worker.task_id} {worker.state.value} (revision {worker.revision})")
+    print(f"applied {len(workers)} operations", file=sys.stderr)
 
 
 def cmd_move(client: WorkerClient, args: argparse.Namespace, out: Output) -> None:
@@ -238,6 +293,7 @@ def cmd_watch(client: WorkerClient, args: argparse.Namespace, out: Output) -> No
         send_initial_state=args.initial,
         liveness=args.liveness,
         on_connection=connection,
+        label_selector=args.selector,
     )
     if out.format != "json":
         out.stream_row(EVENT_HEADER)
@@ -315,6 +371,16 @@ With --orchestrator it serves the whole fleet instead: list_workers, get_worker,
 create_worker, move_worker, fail_worker, wait_for.
 
 Needs the MCP SDK: pip install 'workerstate[mcp]'."""
+
+
+def selector_option(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument(
+        "-l",
+        "--selector",
+        default="",
+        metavar="SELECTOR",
+        help=f"{text} this label selector: repo=api,tier in (1,2),!draft (kubectl's syntax)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -415,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="only workers at this stale level: ok, WARN, STALE, DEAD (repeatable)",
     )
+    selector_option(ls, "only workers whose labels match")
     get = command(
         "get",
         cmd_get,
@@ -427,6 +494,41 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--branch", required=True, help="the worker's git branch")
     create.add_argument("--worktree", required=True, help="the worker's worktree path")
     create.add_argument("--description", help="what the task is")
+    create.add_argument(
+        "--label",
+        action="append",
+        type=label_pair,
+        metavar="KEY=VALUE",
+        help="a label, such as repo=api (repeatable)",
+    )
+    label = command(
+        "label",
+        cmd_label,
+        "set (KEY=VALUE) and remove (KEY-) a worker's labels, compare-and-set on the "
+        "revision it reads",
+    )
+    label.add_argument("task", metavar="TASK")
+    label.add_argument("edits", metavar="KEY=VALUE|KEY-", nargs="+", help="the label edits")
+    delete = command("delete", cmd_delete, "delete a COMPLETED or FAILED worker")
+    delete.add_argument("task", metavar="TASK")
+    delete.add_argument("--reason", default="", help="why (stored in the DELETED event)")
+    delete.add_argument(
+        "--revision",
+        type=_revision,
+        default=None,
+        help="only if the worker is at this revision",
+    )
+    apply = command(
+        "apply",
+        cmd_apply,
+        "apply a batch of operations all or nothing: a JSON array in proto3 JSON form, e.g. "
+        '[{"create": {"taskId": "t-1", "branch": "b", "worktree": "/w"}}, {"transition": '
+        '{"taskId": "t-1", "fromState": "WORKER_STATE_ASSIGNED", "toState": '
+        '"WORKER_STATE_WORKING"}}]',
+    )
+    apply.add_argument(
+        "-f", "--file", required=True, metavar="FILE", help="the batch file, or - for stdin"
+    )
     move = command("move", cmd_move, "move a worker from one state to another (compare-and-set)")
     move.add_argument("task", metavar="TASK")
     move.add_argument("from_state", metavar="FROM", type=_state, help="the state it is in now")
@@ -479,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also show stale-level changes (WARN, STALE, DEAD, back to ok)",
     )
+    selector_option(watch, "only events whose worker's labels match (or matched, as it left)")
     mcp = commands.add_parser(
         "mcp",
         help=MCP_HELP,

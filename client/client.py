@@ -16,7 +16,15 @@ import logging
 import random
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +42,7 @@ from .errors import (
     WorkerStateError,
     from_rpc_error,
 )
+from .operations import Operation
 from .targets import channel_target
 from .types import Event, EventType, StaleLevel, Worker, WorkerState
 
@@ -182,6 +191,7 @@ class AsyncWorkerClient:
         worktree: str,
         description: str | None = None,
         request_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Worker:
         """Create a worker in ASSIGNED."""
         request = pb.CreateWorkerRequest(
@@ -190,6 +200,7 @@ class AsyncWorkerClient:
             worktree=worktree,
             description=description,
             request_id=request_id or uuid.uuid4().hex,
+            labels=labels or {},
         )
         return Worker.from_pb((await self._call(self.stub.CreateWorker, request)).worker)
 
@@ -223,6 +234,52 @@ class AsyncWorkerClient:
         )
         return Worker.from_pb((await self._call(self.stub.FailWorker, request)).worker)
 
+    async def set_labels(
+        self,
+        task_id: str,
+        labels: Mapping[str, str],
+        *,
+        expected_revision: int | None = None,
+        request_id: str | None = None,
+    ) -> Worker:
+        """Replace the worker's labels with `labels` (in any state)."""
+        request = pb.SetLabelsRequest(
+            task_id=task_id,
+            labels=labels,
+            expected_revision=expected_revision or 0,
+            request_id=request_id or uuid.uuid4().hex,
+        )
+        return Worker.from_pb((await self._call(self.stub.SetLabels, request)).worker)
+
+    async def delete(
+        self,
+        task_id: str,
+        *,
+        expected_revision: int | None = None,
+        reason: str = "",
+        request_id: str | None = None,
+    ) -> Worker:
+        """Delete a COMPLETED or FAILED worker; returns it as it was."""
+        request = pb.DeleteWorkerRequest(
+            task_id=task_id,
+            expected_revision=expected_revision or 0,
+            reason=reason,
+            request_id=request_id or uuid.uuid4().hex,
+        )
+        return Worker.from_pb((await self._call(self.stub.DeleteWorker, request)).worker)
+
+    async def apply(
+        self, operations: Iterable[Operation], *, request_id: str | None = None
+    ) -> builtins.list[Worker]:
+        """Apply a batch built with `workerstate.client.operations`, all or nothing; the
+        worker each operation left, in order. A refused operation raises its own error,
+        with `operation_index` set, and nothing of the batch is stored."""
+        request = pb.ApplyRequest(
+            operations=list(operations), request_id=request_id or uuid.uuid4().hex
+        )
+        response = await self._call(self.stub.Apply, request)
+        return [Worker.from_pb(result.worker) for result in response.results]
+
     async def get(self, task_id: str) -> Worker:
         response = await self._call(self.stub.GetWorker, pb.GetWorkerRequest(task_id=task_id))
         return Worker.from_pb(response.worker)
@@ -231,12 +288,15 @@ class AsyncWorkerClient:
         self,
         states: Iterable[WorkerState | str] = (),
         stale_levels: Iterable[StaleLevel | str] = (),
+        *,
+        label_selector: str = "",
     ) -> list[Worker]:
         """Every matching worker, newest change first (all pages)."""
         request = pb.ListWorkersRequest(
             states=[WorkerState(s).to_pb() for s in states],
             stale_levels=[StaleLevel(s).to_pb() for s in stale_levels],
             page_size=1000,
+            label_selector=label_selector,
         )
         workers: list[Worker] = []
         while True:
@@ -278,6 +338,7 @@ class AsyncWorkerClient:
         liveness: bool = False,
         relist_on_compaction: bool = False,
         on_connection: ConnectionHook | None = None,
+        label_selector: str = "",
     ) -> AsyncWatch:
         """Stream events; reconnects and resumes on its own (see AsyncWatch)."""
         return AsyncWatch(
@@ -288,6 +349,7 @@ class AsyncWorkerClient:
                 states=[WorkerState(s).to_pb() for s in states],
                 send_initial_state=send_initial_state,
                 liveness=liveness,
+                label_selector=label_selector,
                 # Progress keeps `revision` current when filters hide events, so a resume
                 # does not replay what was already skipped.
                 progress_notify=True,
@@ -592,6 +654,7 @@ class WorkerClient:
         worktree: str,
         description: str | None = None,
         request_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Worker:
         """Create a worker in ASSIGNED."""
         return self._run(
@@ -601,6 +664,7 @@ class WorkerClient:
                 worktree=worktree,
                 description=description,
                 request_id=request_id,
+                labels=labels,
             )
         )
 
@@ -630,6 +694,42 @@ class WorkerClient:
         """Move a worker (from any state but COMPLETED) to FAILED."""
         return self._run(self._async.fail(task_id, reason, request_id=request_id))
 
+    def set_labels(
+        self,
+        task_id: str,
+        labels: Mapping[str, str],
+        *,
+        expected_revision: int | None = None,
+        request_id: str | None = None,
+    ) -> Worker:
+        """Replace the worker's labels with `labels` (in any state)."""
+        return self._run(
+            self._async.set_labels(
+                task_id, labels, expected_revision=expected_revision, request_id=request_id
+            )
+        )
+
+    def delete(
+        self,
+        task_id: str,
+        *,
+        expected_revision: int | None = None,
+        reason: str = "",
+        request_id: str | None = None,
+    ) -> Worker:
+        """Delete a COMPLETED or FAILED worker; returns it as it was."""
+        return self._run(
+            self._async.delete(
+                task_id, expected_revision=expected_revision, reason=reason, request_id=request_id
+            )
+        )
+
+    def apply(
+        self, operations: Iterable[Operation], *, request_id: str | None = None
+    ) -> builtins.list[Worker]:
+        """Apply a batch built with `workerstate.client.operations`, all or nothing."""
+        return self._run(self._async.apply(operations, request_id=request_id))
+
     def get(self, task_id: str) -> Worker:
         return self._run(self._async.get(task_id))
 
@@ -637,9 +737,11 @@ class WorkerClient:
         self,
         states: Iterable[WorkerState | str] = (),
         stale_levels: Iterable[StaleLevel | str] = (),
+        *,
+        label_selector: str = "",
     ) -> list[Worker]:
         """Every matching worker, newest change first (all pages)."""
-        return self._run(self._async.list(states, stale_levels))
+        return self._run(self._async.list(states, stale_levels, label_selector=label_selector))
 
     def heartbeat(self, task_id: str, activity: str = "") -> WorkerState:
         """Say the worker is alive; returns its current state (stop if FAILED)."""
@@ -659,6 +761,7 @@ class WorkerClient:
         liveness: bool = False,
         relist_on_compaction: bool = False,
         on_connection: ConnectionHook | None = None,
+        label_selector: str = "",
     ) -> Watch:
         """Stream events; reconnects and resumes on its own (see AsyncWatch). `on_connection`
         runs on the client's event-loop thread."""
@@ -672,6 +775,7 @@ class WorkerClient:
                 liveness=liveness,
                 relist_on_compaction=relist_on_compaction,
                 on_connection=on_connection,
+                label_selector=label_selector,
             )
 
         return Watch(self, self._run(make()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from .types import Event, Worker
+from .types import Event, EventType, Worker
 
 # Events shown under a description: enough to see a worker bounce between review and work.
 RECENT_EVENTS = 10
@@ -47,6 +47,7 @@ def describe(worker: Worker, events: Sequence[Event], now: datetime) -> list[str
         ("Branch", worker.branch),
         ("Worktree", worker.worktree),
         ("Description", worker.description or "-"),
+        ("Labels", ", ".join(f"{k}={v}" for k, v in sorted(worker.labels.items())) or "-"),
         ("Created", _when(worker.created_at, now)),
         ("Last heartbeat", _when(worker.last_heartbeat_at, now)),
         ("Activity", worker.last_activity or "-"),
@@ -64,8 +65,9 @@ def describe(worker: Worker, events: Sequence[Event], now: datetime) -> list[str
     for event in recent:
         moved = f"{event.from_state.value} -> " if event.from_state else ""
         reason = event.reason.replace("\n", " ") if event.reason else "-"
-        lines.append(
-            f"  {event.revision:>8}  {timestamp(event.time)}  {moved}{event.worker.state.value}"
-            f"  {reason}"
-        )
+        what = f"{moved}{event.worker.state.value}"
+        if event.type in (EventType.LABELS_CHANGED, EventType.DELETED):
+            what = event.type.value
+        by = f"  (by {event.actor})" if event.actor else ""
+        lines.append(f"  {event.revision:>8}  {timestamp(event.time)}  {what}  {reason}{by}")
     return lines

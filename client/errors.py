@@ -29,13 +29,28 @@ class WorkerStateError(Exception):
         self.reason = reason
         self.metadata = metadata or {}
 
+    @property
+    def operation_index(self) -> int | None:
+        """For an apply() that was refused: the index of the operation that failed."""
+        index = self.metadata.get("operation_index")
+        return None if index is None else int(index)
+
 
 class InvalidArgument(WorkerStateError):
-    """Request fields broke the documented limits; `violations` maps field to problem."""
+    """Request fields broke the documented limits; `violations` maps field to problem.
+
+    In an apply() the fields are named `operations[<i>].<kind>.<field>`."""
 
     def __init__(self, message: str, violations: dict[str, str], *, code: str = "") -> None:
         super().__init__(message, code=code)
         self.violations = violations
+
+    @property
+    def operation_index(self) -> int | None:
+        for field in self.violations:
+            if field.startswith("operations[") and "]" in field:
+                return int(field[len("operations[") : field.index("]")])
+        return None
 
 
 class InvalidTransition(WorkerStateError):
@@ -74,6 +89,14 @@ class WorkerExists(WorkerStateError):
 
 class WorkerCompleted(WorkerStateError):
     """fail() on a COMPLETED worker, which is terminal."""
+
+
+class WorkerActive(WorkerStateError):
+    """delete() on a worker that is neither COMPLETED nor FAILED; fail it first."""
+
+    @property
+    def actual(self) -> str:
+        return self.metadata.get("actual_state", "")
 
 
 class RequestIdReused(WorkerStateError):
@@ -118,6 +141,7 @@ _BY_REASON: dict[str, type[WorkerStateError]] = {
     "WORKER_NOT_FOUND": WorkerNotFound,
     "WORKER_EXISTS": WorkerExists,
     "WORKER_COMPLETED": WorkerCompleted,
+    "WORKER_ACTIVE": WorkerActive,
     "REQUEST_ID_REUSED": RequestIdReused,
     "REVISION_COMPACTED": RevisionCompacted,
     "TOO_MANY_WATCHERS": TooManyWatchers,

@@ -31,6 +31,7 @@ def worker_json(worker: Worker) -> dict[str, Any]:
         "last_heartbeat_at": iso(worker.last_heartbeat_at),
         "revision": worker.revision,
         "last_activity": worker.last_activity,
+        "labels": dict(worker.labels),
     }
 
 
@@ -45,6 +46,8 @@ def event_json(event: Event) -> dict[str, Any]:
         if event.from_stale_level is None
         else event.from_stale_level.value,
         "reason": event.reason,
+        "actor": event.actor,
+        "from_labels": dict(event.from_labels),
         "time": iso(event.time),
         "worker": worker_json(event.worker),
     }

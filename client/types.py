@@ -7,7 +7,8 @@ datetimes, so worker code never handles protobuf timestamps or enum numbers.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
 
@@ -60,6 +61,8 @@ class EventType(enum.StrEnum):
     FAILED = "FAILED"
     LIVENESS_CHANGED = "LIVENESS_CHANGED"
     SNAPSHOT = "SNAPSHOT"
+    LABELS_CHANGED = "LABELS_CHANGED"
+    DELETED = "DELETED"
 
 
 def _time(ts: Timestamp) -> datetime:
@@ -81,6 +84,7 @@ class Worker:
     stale_level: StaleLevel | None  # None inside stored events, which are history
     revision: int
     last_activity: str | None  # the last heartbeat's; None inside stored events, too
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_pb(cls, message: pb.Worker) -> Worker:
@@ -100,6 +104,7 @@ class Worker:
             stale_level=StaleLevel.from_pb(message.stale_level),
             revision=message.revision,
             last_activity=message.last_activity if message.HasField("last_activity") else None,
+            labels=dict(message.labels),
         )
 
 
@@ -114,6 +119,8 @@ class Event:
     reason: str
     time: datetime
     from_stale_level: StaleLevel | None
+    from_labels: Mapping[str, str] = field(default_factory=dict)  # LABELS_CHANGED only
+    actor: str = ""  # a token's name, "daemon" for the daemon's own policies, or ""
 
     @classmethod
     def from_pb(cls, message: pb.WorkerEvent) -> Event:
@@ -125,4 +132,6 @@ class Event:
             reason=message.reason,
             time=_time(message.time),
             from_stale_level=StaleLevel.from_pb(message.from_stale_level),
+            from_labels=dict(message.from_labels),
+            actor=message.actor,
         )

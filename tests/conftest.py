@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import DaemonProcess
@@ -75,6 +77,24 @@ def shared_daemon(
 @pytest.fixture
 def stub(shared_daemon: DaemonProcess) -> pb_grpc.WorkerServiceStub:
     return shared_daemon.stub
+
+
+WORKERSTATE = str(Path(sys.executable).with_name("workerstate"))
+
+
+@pytest.fixture
+def cli(shared_daemon: DaemonProcess) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The installed `workerstate` command against the shared daemon."""
+
+    def run(*args: str, server_after: bool = False, **kw: Any) -> subprocess.CompletedProcess[str]:
+        server = ["--server", shared_daemon.address]
+        argv = [*args, *server] if server_after else [*server, *args]
+        env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        return subprocess.run(
+            [WORKERSTATE, *argv], capture_output=True, text=True, timeout=30, env=env, **kw
+        )
+
+    return run
 
 
 def openssl(*args: str, cwd) -> None:

@@ -7,28 +7,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from conftest import WORKERSTATE
 from harness import create, unique, wait_until
 from workerstate.v1 import workerstate_pb2 as pb
-
-WORKERSTATE = str(Path(sys.executable).with_name("workerstate"))
-
-
-@pytest.fixture
-def cli(shared_daemon):
-    def run(*args: str, server_after: bool = False, **kw) -> subprocess.CompletedProcess[str]:
-        server = ["--server", shared_daemon.address]
-        argv = [*args, *server] if server_after else [*server, *args]
-        env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-        return subprocess.run(
-            [WORKERSTATE, *argv], capture_output=True, text=True, timeout=30, env=env, **kw
-        )
-
-    return run
 
 
 def test_create_get_move_beat_fail(cli):

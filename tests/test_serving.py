@@ -184,7 +184,7 @@ def test_sigterm_ends_a_filtered_watch_replaying_a_long_log(make_daemon):
             ((revision,) for revision in range(1, 1_000_001)),
         )
         conn.execute(
-            "INSERT INTO workers VALUES ('w', 'WORKING', 'b', 'w', NULL, 0, 0, ?)", (1_000_000,)
+            "INSERT INTO workers VALUES ('w', 'WORKING', 'b', 'w', NULL, 0, 0, ?, '')", (1_000_000,)
         )
         conn.execute("COMMIT")
     daemon.start()

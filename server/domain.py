@@ -325,7 +325,7 @@ class FailSilent:
     last_heartbeat_ms: int | None  # the newest beat the daemon knew of; None: it never beat
     reason: str
     request_id: str = ""
-    actor: str = "daemon"
+    actor: str = ""
 
 
 Change = CreateWorker | Transition | FailWorker | SetLabels | DeleteWorker | FailSilent

@@ -118,7 +118,7 @@ def test_thresholds_must_be_ordered():
 
 
 def test_fail_silent_is_a_compare_and_set_on_the_revision_and_the_beat_seen():
-    silent = domain.FailSilent("t", expected_revision=1, last_heartbeat_ms=50, reason="quiet")
+    silent = domain.FailSilent("t", 1, last_heartbeat_ms=50, reason="quiet", actor="daemon")
     event = domain.apply(silent, make(), 2, 900, stored_heartbeat_ms=50)
     assert (event.type, event.from_state, event.worker.state, event.actor) == (
         domain.EventType.FAILED,

@@ -82,6 +82,8 @@ class Config:
     socket_mode: int = 0o600
     insecure: bool = False
     board_listen: str = ""
+    retain_finished_ms: int = 0  # delete COMPLETED and FAILED workers this old (0: keep)
+    fail_after_ms: int = 0  # fail ASSIGNED and WORKING workers silent this long (0: never)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -189,6 +191,21 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         " and the same listen policy as --listen (empty: off)",
     )
     option(
+        "--retain-finished",
+        "0s",
+        "delete each COMPLETED or FAILED worker once it has been in that state this long"
+        " (its events stay until compaction; 0s: keep finished workers)",
+        type=parse_duration,
+    )
+    option(
+        "--fail-after",
+        "0s",
+        "fail each ASSIGNED or WORKING worker whose heartbeat age reaches this; at least"
+        " --dead-after, and well above --heartbeat-flush when daemons share a database"
+        " (0s: never)",
+        type=parse_duration,
+    )
+    option(
         "--retain-events",
         str(d.retention.events),
         "compaction keeps at least this many newest events (at least 1)",
@@ -227,6 +244,11 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         thresholds = StaleThresholds(args.warn_after, args.stale_after, args.dead_after)
     except ValueError as e:
         parser.error(str(e))
+    if args.fail_after and args.fail_after < args.dead_after:
+        parser.error(
+            f"--fail-after ({format_duration(args.fail_after)}) must be at least --dead-after"
+            f" ({format_duration(args.dead_after)}): a worker is failed only once it is DEAD"
+        )
     # argparse checks choices on flags, not on defaults taken from the environment.
     if args.log_level not in LOG_LEVELS:
         parser.error(f"invalid log level {args.log_level!r}: choose from {', '.join(LOG_LEVELS)}")
@@ -262,4 +284,6 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         socket_mode=args.socket_mode,
         insecure=args.insecure,
         board_listen=args.board_listen,
+        retain_finished_ms=args.retain_finished,
+        fail_after_ms=args.fail_after,
     )

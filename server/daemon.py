@@ -23,7 +23,7 @@ from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 from .board import Board, Fleet, Reasons, ssl_context
 from .clock import Clock, SystemClock
 from .compaction import compact_every
-from .config import Config
+from .config import Config, format_duration
 from .domain import WorkerStateError
 from .follower import Follower
 from .heartbeats import Heartbeats
@@ -31,6 +31,7 @@ from .hub import Hub
 from .liveness import Liveness
 from .metrics import FleetFigures, Metrics, RpcMetrics
 from .readmodel import ReadModel
+from .retention import FinishedRetention
 from .security import (
     Token,
     TokenAuth,
@@ -42,6 +43,7 @@ from .security import (
 from .servicer import Core, WorkerService
 from .storage import open_backend
 from .storage.base import Backend, PruneRequests
+from .timeout import HeartbeatTimeout
 from .view import WorkerView
 from .watch import Sources, Watch
 from .writer import Writer
@@ -111,8 +113,16 @@ class Daemon:
         view = WorkerView(loaded.workers, head)
         hub = Hub(head, loaded.compact_revision)
         heartbeats = Heartbeats(loaded.heartbeats)
-        liveness = Liveness(view, heartbeats, clock, config.thresholds, hub.publish_liveness)
-        read_model = ReadModel(view, hub, heartbeats, liveness)
+        timeout = None
+        if config.fail_after_ms:
+            timeout = HeartbeatTimeout(config.fail_after_ms, view, heartbeats)
+        liveness = Liveness(
+            view, heartbeats, clock, config.thresholds, hub.publish_liveness, timeout
+        )
+        retention = None
+        if config.retain_finished_ms:
+            retention = FinishedRetention(config.retain_finished_ms, view, clock)
+        read_model = ReadModel(view, hub, heartbeats, liveness, retention)
         metrics = Metrics() if config.metrics_listen else None
         writer = Writer(
             backend,
@@ -206,6 +216,9 @@ class Daemon:
             asyncio.create_task(compact_every(config.retention, hub, backend, writer, clock)),
             asyncio.create_task(backend.follow(follower.notice, _health_setter(health_servicer))),
         ]
+        for policy in (timeout, retention):
+            if policy is not None:
+                tasks.append(asyncio.create_task(policy.run(writer.execute)))
         log.info(
             "serving %s on %s (db %s, revision %d, %d workers)",
             SERVICE_NAME,
@@ -216,6 +229,16 @@ class Daemon:
         )
         if stop_metrics is not None:
             log.info("serving metrics on http://%s/metrics", metrics_address)
+        if timeout is not None:
+            log.info(
+                "heartbeat timeout on: ASSIGNED and WORKING workers silent for %s are failed",
+                format_duration(config.fail_after_ms),
+            )
+        if retention is not None:
+            log.info(
+                "retention on: COMPLETED and FAILED workers are deleted %s after they finish",
+                format_duration(config.retain_finished_ms),
+            )
         return cls(
             config,
             address,

@@ -320,7 +320,24 @@ class DeleteWorker:
     actor: str = ""
 
 
-Change = CreateWorker | Transition | FailWorker | SetLabels | DeleteWorker
+@dataclass(frozen=True, slots=True)
+class FailSilent:
+    """The heartbeat timeout (--fail-after) failing a live worker the daemon saw silent.
+
+    A compare-and-set on both what the daemon saw: the worker's revision, and its newest
+    beat. The beat is checked in the commit's transaction against the stored one, because
+    a worker may beat through another daemon that this one has not heard from yet.
+    """
+
+    task_id: str
+    expected_revision: int
+    last_heartbeat_ms: int | None  # the newest beat the daemon knew of; None: it never beat
+    reason: str
+    request_id: str = ""
+    actor: str = ""
+
+
+Change = CreateWorker | Transition | FailWorker | SetLabels | DeleteWorker | FailSilent
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,8 +403,30 @@ def _check_revision(current: Worker, expected_revision: int, expected_state: Wor
         )
 
 
-def apply(command: Change, current: Worker | None, revision: int, now_ms: int) -> Event:
-    """The event `command` makes at `revision`, given the stored worker; or the refusal."""
+def _check_silent(command: FailSilent, current: Worker, stored_heartbeat_ms: int | None) -> None:
+    """Refuse if the worker moved, or beat after the newest beat the daemon knew of."""
+    _check_revision(current, command.expected_revision, current.state)
+    seen = -1 if command.last_heartbeat_ms is None else command.last_heartbeat_ms
+    if stored_heartbeat_ms is not None and stored_heartbeat_ms > seen:
+        raise StaleState(
+            current.task_id,
+            current.state,
+            current.state,
+            current.revision,
+            f"worker {current.task_id} beat at {stored_heartbeat_ms} ms, after the beat the "
+            "timeout saw",
+        )
+
+
+def apply(
+    command: Change,
+    current: Worker | None,
+    revision: int,
+    now_ms: int,
+    stored_heartbeat_ms: int | None = None,
+) -> Event:
+    """The event `command` makes at `revision`, given the stored worker (and, for FailSilent,
+    its stored last beat); or the refusal."""
     if isinstance(command, CreateWorker):
         if current is not None:
             raise WorkerExists(command.task_id)
@@ -445,6 +484,9 @@ def apply(command: Change, current: Worker | None, revision: int, now_ms: int) -
             )
         _check_revision(current, command.expected_revision, command.from_state)
         event_type, to_state = EventType.STATE_CHANGED, command.to_state
+    elif isinstance(command, FailSilent):
+        _check_silent(command, current, stored_heartbeat_ms)
+        event_type, to_state = EventType.FAILED, S.FAILED
     else:
         if current.state is S.COMPLETED:
             raise WorkerCompleted(current.task_id)
@@ -509,8 +551,10 @@ def next_crossing_ms(
     serving_since_ms: int,
     thresholds: StaleThresholds,
     level: StaleLevel,
+    fail_after_ms: int = 0,
 ) -> int | None:
-    """When a worker at `level` reaches the next level if it stays silent; None if never."""
+    """When a worker at `level` reaches the next level if it stays silent, or, once DEAD,
+    the heartbeat timeout (`fail_after_ms`, 0 for none); None if never."""
     if worker.state not in LIVE_STATES:
         return None
     start = aged_from_ms(worker, last_heartbeat_ms, serving_since_ms)
@@ -520,4 +564,4 @@ def next_crossing_ms(
         return start + thresholds.stale_ms
     if level is StaleLevel.STALE:
         return start + thresholds.dead_ms
-    return None
+    return start + fail_after_ms if fail_after_ms else None

@@ -3,7 +3,8 @@
 Levels are never stored. For watchers, each live worker has one entry in a heap keyed by the
 time it would next cross a threshold if it stayed silent; one timer sleeps until the earliest
 entry. A heartbeat only updates a dict (its entry, now early, is re-pushed when it comes due),
-so 100k idle or busily beating workers cost nothing per tick.
+so 100k idle or busily beating workers cost nothing per tick. With a heartbeat timeout, a DEAD
+worker's next crossing is the timeout, and the same heap hands it to the timeout when due.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable
+from typing import Protocol
 
 from . import domain
 from .clock import Clock
@@ -23,6 +25,15 @@ from .view import WorkerView
 MAX_SLEEP_S = 1.0
 
 
+class Timeout(Protocol):
+    """What fails a worker silent for `after_ms` (the daemon's heartbeat timeout)."""
+
+    @property
+    def after_ms(self) -> int: ...
+
+    def expire(self, worker: Worker, last_heartbeat_ms: int | None) -> None: ...
+
+
 class Liveness:
     """Stale levels for reads, and crossings announced through `announce`."""
 
@@ -33,6 +44,7 @@ class Liveness:
         clock: Clock,
         thresholds: StaleThresholds,
         announce: Callable[[LivenessChange], None],
+        timeout: Timeout | None = None,
     ) -> None:
         self._view = view
         self._heartbeats = heartbeats
@@ -44,6 +56,8 @@ class Liveness:
         self._queued: set[str] = set()  # task ids with an entry in the heap
         self._wake = asyncio.Event()
         self._announce_change = announce
+        self._timeout = timeout
+        self._fail_after_ms = timeout.after_ms if timeout else 0
 
     def level(self, worker: Worker, now_ms: int) -> tuple[int | None, StaleLevel]:
         """The worker's last beat and its stale level at `now_ms`."""
@@ -104,12 +118,17 @@ class Liveness:
         """Queue the worker's next crossing, given its last beat and its level now."""
         if worker.task_id in self._queued:
             return  # its entry is at or before the new crossing; re-pushed when it comes due
-        due = domain.next_crossing_ms(worker, beat, self.serving_since_ms, self._thresholds, level)
+        due = domain.next_crossing_ms(
+            worker, beat, self.serving_since_ms, self._thresholds, level, self._fail_after_ms
+        )
         if due is not None:
-            if not self._due or due < self._due[0][0]:
-                self._wake.set()
-            heapq.heappush(self._due, (due, worker.task_id))
-            self._queued.add(worker.task_id)
+            self._push(due, worker.task_id)
+
+    def _push(self, due: int, task_id: str) -> None:
+        if not self._due or due < self._due[0][0]:
+            self._wake.set()
+        heapq.heappush(self._due, (due, task_id))
+        self._queued.add(task_id)
 
     def _announce(self, worker: Worker, before: StaleLevel, after: StaleLevel, now_ms: int) -> None:
         change = LivenessChange(
@@ -137,10 +156,19 @@ class Liveness:
             if level is not previous:
                 self._levels[task_id] = level
                 self._announce(worker, previous, level, now_ms)
-            self._schedule(worker, beat, level)
+            if self._timeout is not None and self._timed_out(worker, beat, now_ms):
+                self._timeout.expire(worker, beat)
+                # Looked at again shortly: gone once failed, handed over again if refused.
+                self._push(now_ms + int(MAX_SLEEP_S * 1000), task_id)
+            else:
+                self._schedule(worker, beat, level)
         if not self._due:
             return MAX_SLEEP_S
         return min(MAX_SLEEP_S, max(0.0, (self._due[0][0] - now_ms) / 1000))
+
+    def _timed_out(self, worker: Worker, beat: int | None, now_ms: int) -> bool:
+        silent_ms = now_ms - domain.aged_from_ms(worker, beat, self.serving_since_ms)
+        return silent_ms >= self._fail_after_ms
 
     async def run(self) -> None:
         """The timer: sleep until the next crossing (or a sooner one is scheduled)."""

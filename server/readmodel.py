@@ -2,8 +2,8 @@
 
 The writer hands each committed batch here once it is durable. This applies it to everything
 readers see (the workers in the view, the heartbeats a deleted worker leaves, the watchers'
-window, liveness) and logs it, so a new kind of event changes what readers see in this one
-place, and nothing else moves the head.
+window, liveness, the finished workers retention waits on) and logs it, so a new kind of
+event changes what readers see in this one place, and nothing else moves the head.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from .heartbeats import Heartbeats
 from .hub import Hub
 from .liveness import Liveness
 from .messages import event_message
+from .retention import FinishedRetention
 from .view import WorkerView
 
 # One line per stored change, at INFO: task, from, to, revision (fields in JSON logs).
@@ -22,15 +23,22 @@ change_log = logging.getLogger("workerstate.changes")
 
 
 class ReadModel:
-    """Applies committed events to the view, the heartbeats, the hub and liveness."""
+    """Applies committed events to the view, the heartbeats, the hub, liveness and
+    retention (when on)."""
 
     def __init__(
-        self, view: WorkerView, hub: Hub, heartbeats: Heartbeats, liveness: Liveness
+        self,
+        view: WorkerView,
+        hub: Hub,
+        heartbeats: Heartbeats,
+        liveness: Liveness,
+        retention: FinishedRetention | None = None,
     ) -> None:
         self.view = view
         self.hub = hub
         self.heartbeats = heartbeats
         self.liveness = liveness
+        self.retention = retention
 
     @property
     def head(self) -> int:
@@ -45,6 +53,8 @@ class ReadModel:
                 self.heartbeats.forget(event.worker.task_id)
         self.hub.publish(events, [event_message(e) for e in events])
         self.liveness.on_commit(events)
+        if self.retention is not None:
+            self.retention.on_commit(events)
         if change_log.isEnabledFor(logging.INFO):
             for event in events:
                 _log_change(event)

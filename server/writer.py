@@ -37,6 +37,7 @@ from .domain import (
     Command,
     Event,
     EventType,
+    FailSilent,
     OperationFailed,
     ShuttingDown,
     StorageUnavailable,
@@ -96,6 +97,9 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._remote_head = head_revision  # newest revision other daemons announced
+        # The stored last beat of each worker the group's FailSilent changes name, read under
+        # the write lock: the newest any daemon has flushed.
+        self._stored_beats: dict[str, int] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="workerstate-writer")
@@ -274,6 +278,8 @@ class Writer:
             if isinstance(job.work, Command) and job.work.request_id
         ]
         requests = await transaction.applied_requests(request_ids) if request_ids else {}
+        silent = [job.work.task_id for job in group if isinstance(job.work, FailSilent)]
+        self._stored_beats = await transaction.stored_heartbeats(silent) if silent else {}
         now_ms = self._clock.now_ms()
         outcomes: list[object] = []
         for job in group:
@@ -317,7 +323,14 @@ class Writer:
         return answer
 
     def _apply_change(self, change: Change, now_ms: int, undo: dict[str, Worker | None]) -> Event:
-        event = domain.apply(change, self._workers.get(change.task_id), self._head + 1, now_ms)
+        task_id = change.task_id
+        event = domain.apply(
+            change,
+            self._workers.get(task_id),
+            self._head + 1,
+            now_ms,
+            self._stored_beats.get(task_id) if isinstance(change, FailSilent) else None,
+        )
         self._take(event, undo)
         return event
 

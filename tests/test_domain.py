@@ -115,3 +115,31 @@ def test_stale_level_reference_points():
 def test_thresholds_must_be_ordered():
     with pytest.raises(ValueError, match="warn-after <= stale-after"):
         StaleThresholds(300, 200, 100)
+
+
+def test_fail_silent_is_a_compare_and_set_on_the_revision_and_the_beat_seen():
+    silent = domain.FailSilent("t", 1, last_heartbeat_ms=50, reason="quiet", actor="daemon")
+    event = domain.apply(silent, make(), 2, 900, stored_heartbeat_ms=50)
+    assert (event.type, event.from_state, event.worker.state, event.actor) == (
+        domain.EventType.FAILED,
+        WorkerState.WORKING,
+        WorkerState.FAILED,
+        "daemon",
+    )
+    # A beat stored by another daemon after the one seen, or a move since, refuses it.
+    for stored, revision in ((51, 1), (50, 2)):
+        changed = domain.Worker("t", WorkerState.WORKING, "b", "w", None, 0, 0, revision)
+        with pytest.raises(domain.StaleState):
+            domain.apply(silent, changed, 3, 900, stored_heartbeat_ms=stored)
+    never = domain.FailSilent("t", 1, None, "quiet")
+    assert domain.apply(never, make(), 2, 900).worker.state is WorkerState.FAILED
+    with pytest.raises(domain.StaleState):
+        domain.apply(never, make(), 2, 900, stored_heartbeat_ms=10)
+
+
+def test_past_dead_the_next_crossing_is_the_heartbeat_timeout():
+    dead = StaleLevel.DEAD
+    assert domain.next_crossing_ms(make(), 1_000, 0, T, dead) is None
+    assert domain.next_crossing_ms(make(), 1_000, 0, T, dead, fail_after_ms=500) == 1_500
+    finished = make(WorkerState.FAILED)
+    assert domain.next_crossing_ms(finished, 1_000, 0, T, dead, fail_after_ms=500) is None

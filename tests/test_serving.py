@@ -29,6 +29,8 @@ FLAGS = [
     "--group-wait",
     "--shutdown-grace",
     "--log-level",
+    "--retain-finished",
+    "--fail-after",
 ]
 
 

@@ -111,6 +111,11 @@ class Transaction(Protocol):
         """The fingerprint and answer of each of `request_ids` already applied."""
         ...
 
+    async def stored_heartbeats(self, task_ids: Sequence[str]) -> dict[str, int]:
+        """The stored last beat time of each of `task_ids` that has one: under the write
+        lock, the newest that any daemon has flushed."""
+        ...
+
     async def write(self, rows: Sequence[Row], upkeep: Sequence[Upkeep]) -> list[int]:
         """Store the group's changes (each worker as its last event left it, every event,
         the request ids), then run the upkeep jobs; returns each job's count."""

@@ -444,6 +444,14 @@ class PostgresTransaction:
             )
         return {row[0]: (row[1], answer_from_json(row[2])) for row in rows}
 
+    async def stored_heartbeats(self, task_ids: Sequence[str]) -> dict[str, int]:
+        with _faults():
+            rows = await self._conn.fetch(
+                f"SELECT task_id, ts_ms FROM {SCHEMA}.heartbeats WHERE task_id = ANY($1::text[])",
+                list(task_ids),
+            )
+        return {row[0]: row[1] for row in rows}
+
     async def write(self, rows: Sequence[Row], upkeep: Sequence[Upkeep]) -> list[int]:
         conn = self._conn
         with _faults():

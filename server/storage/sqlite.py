@@ -370,6 +370,19 @@ class SQLiteTransaction:
                     found[request_id] = (fingerprint, answer_from_json(worker))
         return found
 
+    async def stored_heartbeats(self, task_ids: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        with _faults():
+            for chunk in _chunks(task_ids):
+                marks = ", ".join("?" * len(chunk))
+                found.update(
+                    self._conn.execute(
+                        f"SELECT task_id, ts_ms FROM heartbeats WHERE task_id IN ({marks})",
+                        chunk,
+                    )
+                )
+        return found
+
     async def write(self, rows: Sequence[Row], upkeep: Sequence[Upkeep]) -> list[int]:
         self._changes += len(rows) + len(upkeep)
         with _faults():

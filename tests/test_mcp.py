@@ -384,8 +384,17 @@ def test_orchestrator_tools(daemon, fleet):
             assert {t.name for t in (await client.list_tools()).tools} == FLEET_TOOLS
             for task_id in ids:
                 args = {"task_id": task_id, "branch": f"b/{task_id}", "worktree": "/w"}
+                if task_id == ids[0]:
+                    args["labels"] = {"epic": ids[0]}
                 created = data(await client.call_tool("create_worker", args))
                 assert (created["state"], created["description"]) == ("ASSIGNED", None)
+            assert data(await client.call_tool("get_worker", {"task_id": ids[0]}))["labels"] == {
+                "epic": ids[0]
+            }
+            selected = await client.call_tool("list_workers", {"label_selector": f"epic={ids[0]}"})
+            assert [w["task_id"] for w in data(selected)["workers"]] == [ids[0]]
+            bad_selector = {"label_selector": "epic in x"}
+            assert "label_selector" in error(await client.call_tool("list_workers", bad_selector))
             args = {"task_id": ids[0], "branch": "b", "worktree": "/w"}
             assert "already exists" in error(await client.call_tool("create_worker", args))
 

@@ -28,9 +28,12 @@ class FleetTools(Tools):
             server.add_tool(tool)
 
     @daemon_errors
-    async def list_workers(self, states: tuple[str, ...] = ()) -> dict[str, Any]:
-        """Every worker, newest change first; only those in `states` when you name some."""
-        workers = await self.client.list(states=parse_states(states))
+    async def list_workers(
+        self, states: tuple[str, ...] = (), label_selector: str = ""
+    ) -> dict[str, Any]:
+        """Every worker, newest change first; only those in `states` when you name some, and
+        only those whose labels match `label_selector` (kubectl's syntax: repo=api,!draft)."""
+        workers = await self.client.list(states=parse_states(states), label_selector=label_selector)
         return {"workers": [worker_json(w) for w in workers]}
 
     @daemon_errors
@@ -40,12 +43,22 @@ class FleetTools(Tools):
 
     @daemon_errors
     async def create_worker(
-        self, task_id: str, branch: str, worktree: str, description: str = ""
+        self,
+        task_id: str,
+        branch: str,
+        worktree: str,
+        description: str = "",
+        labels: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Register a new task (in ASSIGNED) before you start an agent on it; its worktree is
-        how that agent's own MCP server finds the task."""
+        how that agent's own MCP server finds the task. `labels` tell workers apart (repo,
+        agent, epic), for list_workers' label_selector."""
         worker = await self.client.create(
-            task_id, branch=branch, worktree=worktree, description=description or None
+            task_id,
+            branch=branch,
+            worktree=worktree,
+            description=description or None,
+            labels=labels or {},
         )
         return worker_json(worker)
 

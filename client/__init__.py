@@ -11,7 +11,7 @@ The generated stub (`workerstate.v1`) stays available for raw messages (`client.
 
 import logging
 
-from . import operations
+from . import operations as operations  # the builders for apply(), as a namespace
 from .client import (
     DEFAULT_TARGET,
     AsyncHeartbeater,
@@ -76,5 +76,4 @@ __all__ = [
     "WorkerNotFound",
     "WorkerState",
     "WorkerStateError",
-    "operations",
 ]

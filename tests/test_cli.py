@@ -92,7 +92,7 @@ def test_ls_filters_and_json(cli):
     assert task in cli("ls", "--stale", "OK").stdout
     cli("beat", task, "--activity", "running-the-linters")
     wide = cli("ls", "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[-3:] == ["WORKTREE", "ACTIVITY", "DESCRIPTION"]
+    assert wide[0].split()[-4:] == ["WORKTREE", "LABELS", "ACTIVITY", "DESCRIPTION"]
     row = next(line for line in wide if line.startswith(task))
     assert row.split()[-1] == "running-the-linters"
     assert json.loads(cli("get", task, "-o", "json").stdout)["last_activity"] == (
@@ -105,8 +105,8 @@ def test_events_table_and_json_lines(cli):
     cli("create", task, "--branch", "b", "--worktree", "/w")
     cli("move", task, "ASSIGNED", "WORKING", "--reason", "go")
     table = cli("events", task).stdout.splitlines()
-    assert table[0].split() == ["REVISION", "TIME", "TYPE", "TASK", "FROM", "TO", "DETAIL"]
-    assert table[2].split()[2:] == ["STATE_CHANGED", task, "ASSIGNED", "WORKING", "go"]
+    assert table[0].split() == ["REVISION", "TIME", "TYPE", "TASK", "FROM", "TO", "ACTOR", "DETAIL"]
+    assert table[2].split()[2:] == ["STATE_CHANGED", task, "ASSIGNED", "WORKING", "-", "go"]
     lines = [json.loads(line) for line in cli("events", task, "-o", "json").stdout.splitlines()]
     assert [e["type"] for e in lines] == ["ASSIGNED", "STATE_CHANGED"]
     after = cli("events", task, "--after", str(lines[0]["revision"]), "-o", "json")

@@ -626,3 +626,56 @@ def test_a_socket_url_and_a_multi_host_url_serve_the_same_database(start, pg_db,
     caught_up(on_socket, on_multi)
     for daemon in (on_socket, on_multi):
         assert {w.task_id for w in workers_of(daemon.stub)} == {"one", "two"}
+
+
+def test_apply_is_atomic_across_daemons(start):
+    a, b = start(), start()
+    create(a.stub, "stacked")
+    watcher = Watcher(a.stub, start_revision=head(a) + 1)
+    # B takes in A's create under the revision lock, so the batch sees it at once.
+    batch = b.stub.Apply(
+        pb.ApplyRequest(
+            operations=[
+                pb.Operation(
+                    transition=pb.TransitionRequest(
+                        task_id="stacked",
+                        from_state=S.WORKER_STATE_ASSIGNED,
+                        to_state=S.WORKER_STATE_WORKING,
+                    )
+                ),
+                pb.Operation(
+                    create=pb.CreateWorkerRequest(task_id="stacked-2", branch="b", worktree="/w")
+                ),
+            ]
+        )
+    )
+    before = caught_up(a, b)
+    assert before == batch.revision
+    watcher.wait_for_revision(batch.revision)
+    assert [len(m.events) for m in watcher.messages] == [2]
+    watcher.close()
+    # A refused batch through A stores nothing that B could see.
+    with pytest.raises(grpc.RpcError) as refused:
+        a.stub.Apply(
+            pb.ApplyRequest(
+                operations=[
+                    pb.Operation(
+                        create=pb.CreateWorkerRequest(
+                            task_id="stacked-3", branch="b", worktree="/w"
+                        )
+                    ),
+                    pb.Operation(
+                        create=pb.CreateWorkerRequest(
+                            task_id="stacked-2", branch="b", worktree="/w"
+                        )
+                    ),
+                ]
+            )
+        )
+    assert details(refused.value)[1].metadata["operation_index"] == "1"
+    create(b.stub, "after")
+    caught_up(a, b)
+    for daemon in (a, b):
+        names = {w.task_id for w in daemon.stub.ListWorkers(pb.ListWorkersRequest()).workers}
+        assert names == {"stacked", "stacked-2", "after"}
+        assert head(daemon) == before + 1

@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("workerstate needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@# setuptools tells every editable install to mind folders named like the package (a
+	@# UserWarning for information only); tests/test_packaging.py checks the real build has none.
+	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
 # The Node.js client test and the buf CLI: pinned in tests/polyglot/package-lock.json.

@@ -66,6 +66,7 @@ def test_every_folder_under_the_mapped_ones_is_a_listed_package():
 class Dists:
     wheel: Path
     sdist: Path
+    log: str
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +85,30 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, source / name)
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
+    build = subprocess.run(
         [sys.executable, "-m", "build", "--sdist", "--wheel", "--no-isolation", "--outdir", out],
         cwd=source,
         capture_output=True,
+        text=True,
         check=True,
     )
-    return Dists(wheel=next(out.glob("*.whl")), sdist=next(out.glob("*.tar.gz")))
+    return Dists(
+        wheel=next(out.glob("*.whl")),
+        sdist=next(out.glob("*.tar.gz")),
+        log=build.stdout + build.stderr,
+    )
+
+
+def test_the_build_warns_of_nothing(dists):
+    # setuptools warns of packaging mistakes (a data folder left out of `packages`, say)
+    # and goes on building: a warning here is a defect in pyproject.toml.
+    # (`--no-isolation` builds skip byte-compiling and say so; that is no mistake of ours.)
+    warnings = [
+        line
+        for line in dists.log.splitlines()
+        if "warning" in line.lower() and "byte-compiling is disabled" not in line
+    ]
+    assert warnings == []
 
 
 def test_the_wheel_holds_every_module_and_data_file(dists):

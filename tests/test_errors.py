@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import grpc
 import pytest
 from harness import create, details, unique
+from workerstate.client import errors as client_errors
+from workerstate.server import errors as server_errors
 from workerstate.v1 import workerstate_pb2 as pb
+
+PROTO = "protos/workerstate/v1/workerstate.proto"
 
 S = pb.WorkerState
 
@@ -210,3 +215,12 @@ def test_branch_names_follow_gits_rules(stub):
         stub.CreateWorker, pb.CreateWorkerRequest(task_id="t", branch="a b", worktree="/w")
     )
     assert "spaces" in bad.field_violations[0].description
+
+
+def test_every_reason_the_daemon_reports_has_a_client_exception_and_a_proto_line():
+    # One vocabulary: a reason added to the daemon's table must reach the client library as
+    # its own exception class and be documented in the proto's error table.
+    proto = (Path(__file__).resolve().parents[1] / PROTO).read_text()
+    for code, reason, _ in server_errors.ERRORS.values():
+        assert reason in client_errors._BY_REASON, f"client/errors.py lacks {reason}"
+        assert f"{code.name} " in proto and f" {reason} " in proto, f"proto lacks {reason}"

@@ -25,6 +25,7 @@ from .board import Board, Fleet, Reasons, ssl_context
 from .clock import Clock, SystemClock
 from .compaction import compact_every
 from .config import Config
+from .core import Core
 from .domain import WorkerStateError
 from .follower import Follower
 from .heartbeats import Heartbeats
@@ -41,7 +42,7 @@ from .security import (
     load_tokens,
     server_credentials,
 )
-from .servicer import Core, WorkerService
+from .servicer import WorkerService
 from .storage import open_backend
 from .storage.base import Backend, PruneRequests
 from .timeout import HeartbeatTimeout

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -17,7 +16,7 @@ from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
 from . import domain, security, validate
-from .clock import Clock
+from .core import Core
 from .domain import (
     FINISHED_STATES,
     RevisionCompacted,
@@ -27,31 +26,10 @@ from .domain import (
     WorkerNotFound,
 )
 from .errors import reported, reported_stream
-from .heartbeats import Heartbeats
-from .hub import Hub
-from .liveness import Liveness
 from .messages import STATE_TO_PB, event_message, set_time, worker_message
-from .storage.base import Backend
-from .view import WorkerView
 from .watch import Sources, Watch
-from .writer import Writer
 
 T = TypeVar("T")
-
-
-@dataclass
-class Core:
-    """The parts a request touches, built once by the daemon."""
-
-    writer: Writer
-    view: WorkerView
-    hub: Hub
-    heartbeats: Heartbeats
-    liveness: Liveness
-    backend: Backend
-    clock: Clock
-    progress_interval_ms: int
-    max_watchers: int
 
 
 class WorkerService(pb_grpc.WorkerServiceServicer):
@@ -221,9 +199,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         window = None if query.task_id else hub.since(query.after_revision + 1, query.limit)
         if window is not None:
             return pb.ListEventsResponse(events=[m for _, m in window], revision=head)
-        events = await self._core.backend.events(
-            query.after_revision, query.limit, query.task_id, head
-        )
+        events = await self.sources.events(query.after_revision, query.limit, query.task_id, head)
         self._check_not_compacted(query.after_revision)  # compaction may have run meanwhile
         return pb.ListEventsResponse(events=[event_message(e) for e in events], revision=head)
 

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from workerstate.client.durations import format_duration
 from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
 from .board import Board, Fleet, Reasons, ssl_context
 from .clock import Clock, SystemClock
 from .compaction import compact_every
-from .config import Config, format_duration
+from .config import Config
 from .domain import WorkerStateError
 from .follower import Follower
 from .heartbeats import Heartbeats

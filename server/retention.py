@@ -17,8 +17,9 @@ import asyncio
 import heapq
 import logging
 
+from workerstate.client.durations import format_duration
+
 from .clock import Clock
-from .config import format_duration
 from .domain import FINISHED_STATES, Change, DeleteWorker, Event, EventType, Worker
 from .policy import ACTOR, Execute, enforce
 from .view import WorkerView

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from .config import format_duration
+from workerstate.client.durations import format_duration
+
 from .domain import Change, FailSilent, Worker
 from .heartbeats import Heartbeats
 from .policy import ACTOR, Execute, enforce

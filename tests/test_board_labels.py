@@ -15,11 +15,22 @@ import urllib.parse
 import pytest
 from harness import create
 from playwright.sync_api import Page, expect
-from test_board import ARTIFACTS, board_url, browser, card, move, page, plain
+from test_board import (
+    ARTIFACTS,
+    WRITER,
+    board_url,
+    browser,
+    card,
+    log_in,
+    move,
+    page,
+    plain,
+    token_daemon,
+)
 from workerstate.server.labels import SelectorError, parse_selector
 from workerstate.v1 import workerstate_pb2 as pb
 
-__all__ = ["browser", "page"]  # the Chromium fixtures of the board tests
+__all__ = ["browser", "page", "token_daemon"]  # fixtures of the board tests
 
 # Short thresholds: a silent worker is DEAD after 300 ms and failed by the daemon after 1 s.
 FAIL_AFTER = (
@@ -192,3 +203,31 @@ def test_the_heartbeat_timeout_shows_in_the_history_by_daemon(make_daemon, page)
     assert worker.revision == int(history.nth(1).get_attribute("data-revision"))
     expect(history.nth(1).locator("[data-actor]")).to_have_count(0)
     shot(page, "timeout-history")
+
+
+def test_a_relabelled_failed_card_keeps_its_reason(board, page):
+    stub = board.stub
+    for task_id in ("why/before", "why/live"):
+        create(stub, task_id)
+        stub.FailWorker(pb.FailWorkerRequest(task_id=task_id, reason="out of disk"))
+    # Relabelled before any page saw it: the reason is looked up behind the labels change.
+    set_labels(stub, "why/before", repo="api")
+    page.goto(board_url(board))
+    expect(card(page, "why/before").locator("[data-reason]")).to_have_text("out of disk")
+    reason = card(page, "why/live").locator("[data-reason]")
+    expect(reason).to_have_text("out of disk")
+    set_labels(stub, "why/live", repo="api")
+    expect(card(page, "why/live")).to_have_attribute("data-labels", "repo=api", timeout=1000)
+    expect(reason).to_have_text("out of disk")
+
+
+def test_the_history_names_the_token_behind_each_change(token_daemon, page):
+    daemon, _ = token_daemon  # secret-task went to IN_REVIEW with the reviewer's token
+    log_in(page, board_url(daemon), WRITER)
+    task = card(page, "secret-task")
+    task.locator('[data-action="APPROVED"]').click()
+    expect(task).to_have_attribute("data-state", "APPROVED")
+    task.locator("[data-open-history]").click()
+    actors = page.locator('[data-history="secret-task"] [data-actor]')
+    expect(actors).to_have_count(4)  # created, WORKING, IN_REVIEW by gRPC; APPROVED here
+    assert {a.text_content() for a in actors.all()} == {"by reviewer"}

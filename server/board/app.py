@@ -12,6 +12,7 @@ the token, which never appears in a URL, a page or a log line.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import ssl
@@ -346,6 +347,8 @@ class Board:
             return bad_request(f"not a TransitionRequest: {e}")
         try:
             command = validate.transition(message)
+            if access.name:  # stamped as the gRPC API stamps a token's calls
+                command = dataclasses.replace(command, actor=access.name)
             domain.check_transition(command.from_state, command.to_state)
             worker = await self._fleet.execute(command)
         except WorkerStateError as e:

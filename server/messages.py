@@ -21,6 +21,7 @@ LEVEL_FROM_PB: dict[int, StaleLevel] = {v: k for k, v in LEVEL_TO_PB.items()}
 EVENT_TYPE_TO_PB: dict[EventType, pb.EventType] = {
     t: cast(pb.EventType, pb.EventType.Value(f"EVENT_TYPE_{t.name}")) for t in EventType
 }
+EVENT_TYPE_FROM_PB: dict[int, EventType] = {v: k for k, v in EVENT_TYPE_TO_PB.items()}
 
 
 def set_time(field: Timestamp, ms: int) -> None:

@@ -12,6 +12,7 @@ the token, which never appears in a URL, a page or a log line.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import ssl
@@ -34,7 +35,7 @@ from ..domain import (
 )
 from ..errors import ERRORS
 from ..security import Token, is_loopback
-from .feed import Feed
+from .feed import Feed, watch_query
 from .fleet import Fleet
 from .sessions import COOKIE, SESSION_S, Sessions
 
@@ -132,6 +133,7 @@ class Board:
         app.router.add_post("/logout", self._log_out)
         app.router.add_get("/api/session", self._session)
         app.router.add_get("/api/events", self._events)
+        app.router.add_get("/api/selector", self._selector)
         app.router.add_get("/api/history", self._history)
         app.router.add_post("/api/transition", self._transition)
         app.router.add_static("/static", STATIC)
@@ -262,7 +264,11 @@ class Board:
         # a new EventSource passes it as `after` (a revision, no secret).
         last = request.headers.get("Last-Event-ID") or request.query.get("after")
         resume = Feed.resumable(self._fleet, last)
-        feed = Feed(self._fleet, access.name, access.can_write, resume)
+        try:
+            query = watch_query(request.query.get("selector", ""), resume)
+        except WorkerStateError as e:
+            return error_response(e)
+        feed = Feed(self._fleet, access.name, access.can_write, query)
         response = web.StreamResponse(
             headers={
                 **SECURITY_HEADERS,
@@ -277,6 +283,18 @@ class Board:
         except ConnectionError:
             pass  # the page went away
         return response
+
+    async def _selector(self, request: web.Request) -> web.StreamResponse:
+        """Checks a label selector before the page reconnects its feed with it: EventSource
+        cannot read why a feed was refused, and the page shows the daemon's explanation."""
+        if self._access(request) is None:
+            return error_response(Unauthenticated())
+        selector = request.query.get("selector", "")
+        try:
+            watch_query(selector, None)
+        except WorkerStateError as e:
+            return error_response(e)
+        return web.json_response({"selector": selector})
 
     async def _history(self, request: web.Request) -> web.StreamResponse:
         if self._access(request) is None:
@@ -297,6 +315,8 @@ class Board:
                         "from_state": e.from_state.value if e.from_state else None,
                         "to_state": e.worker.state.value,
                         "reason": e.reason,
+                        "actor": e.actor,
+                        "labels": [list(pair) for pair in e.worker.labels],
                     }
                     for e in events
                 ],
@@ -327,6 +347,8 @@ class Board:
             return bad_request(f"not a TransitionRequest: {e}")
         try:
             command = validate.transition(message)
+            if access.name:  # stamped as the gRPC API stamps a token's calls
+                command = dataclasses.replace(command, actor=access.name)
             domain.check_transition(command.from_state, command.to_state)
             worker = await self._fleet.execute(command)
         except WorkerStateError as e:

@@ -7,6 +7,10 @@ current stale levels and activities (`levels`): those live in memory, not in the
 cannot be replayed. Activity changes from heartbeats, which are not events, are looked for
 every ACTIVITY_POLL_S on a numbered list of changes, so an idle fleet costs nothing; the
 heartbeat ages the page sorts by follow every BEATS_S (`beats`), only the ones that moved.
+
+A page may ask for the workers a label selector picks: the watch then filters, and a `changes`
+event names the cards that leave (`removed`): workers deleted, and workers whose labels no
+longer match.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from typing import Any
 
 from workerstate.v1 import workerstate_pb2 as pb
 
-from ..domain import RevisionCompacted, ShuttingDown
-from ..labels import Selector
-from ..messages import STATE_FROM_PB
+from .. import validate
+from ..domain import RevisionCompacted, ShuttingDown, Worker
+from ..labels import as_labels
+from ..messages import EVENT_TYPE_FROM_PB, STATE_FROM_PB
 from ..validate import WatchQuery
 from .fleet import Card, Fleet
 
@@ -45,16 +50,27 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-class Feed:
-    """The events for one page, from `resume_after` (None: from a fresh snapshot)."""
+def watch_query(selector: str, resume_after: int | None) -> WatchQuery:
+    """A page's watch (from `resume_after`, None: from a fresh snapshot), checked as a
+    WatchState request is: a bad selector raises InvalidArgument in the gRPC API's words."""
+    return validate.watch(
+        pb.WatchStateRequest(
+            start_revision=0 if resume_after is None else resume_after + 1,
+            send_initial_state=resume_after is None,
+            liveness=True,
+            label_selector=selector,
+        )
+    )
 
-    def __init__(
-        self, fleet: Fleet, user: str | None, can_write: bool, resume_after: int | None
-    ) -> None:
+
+class Feed:
+    """The events for one page: those of `query` (see `watch_query`)."""
+
+    def __init__(self, fleet: Fleet, user: str | None, can_write: bool, query: WatchQuery) -> None:
         self._fleet = fleet
         self._user = user
         self._can_write = can_write
-        self._resume_after = resume_after
+        self._query = query
 
     @staticmethod
     def resumable(fleet: Fleet, last_event_id: str | None) -> int | None:
@@ -70,24 +86,14 @@ class Feed:
         fleet = self._fleet
         layout = fleet.layout(self._user, self._can_write)
         yield f"retry: {RETRY_MS}\n\n".encode() + sse("layout", layout)
-        resume = self._resume_after
-        query = WatchQuery(
-            start_revision=0 if resume is None else resume + 1,
-            task_ids=frozenset(),
-            states=frozenset(),
-            send_initial_state=resume is None,
-            liveness=True,
-            progress_notify=False,
-            selector=Selector(),
-        )
         activity_seen = fleet.heartbeats.activity_seq
-        responses = fleet.watch(query)
+        responses = fleet.watch(self._query)
         pending = asyncio.ensure_future(anext(responses))
         snapshot: list[Card] = []
         last_sent = beats_sent = time.monotonic()
         aged: dict[str, int] = {}  # what the page was last told of each worker's silence
         try:
-            if resume is not None:
+            if not self._query.send_initial_state:
                 # Let the watch take its liveness cursor first: a crossing after that reaches
                 # the page through the watch, one before it is in these levels.
                 await asyncio.sleep(0)
@@ -111,7 +117,7 @@ class Feed:
                     changed = fleet.heartbeats.activity_changed_since(activity_seen)
                     activity_seen = fleet.heartbeats.activity_seq
                     activities = {
-                        t: fleet.heartbeats.activity(t) for t in changed if fleet.view.get(t)
+                        t: fleet.heartbeats.activity(t) for t in changed if self._shows(t)
                     }
                     if activities:
                         out.append(sse("activity", activities))
@@ -137,30 +143,52 @@ class Feed:
                 await responses.aclose()
 
     def _changes(self, events: Sequence[pb.WorkerEvent]) -> bytes:
-        """One `changes` event: the newest card of each worker the events touch."""
+        """One `changes` event: the newest card of each worker the events touch, or its
+        task id in `removed` if its last event deleted it or took it out of the selection."""
         stored = [e for e in events if e.type != pb.EVENT_TYPE_LIVENESS_CHANGED]
         for event in stored:
             worker = event.worker
-            state = STATE_FROM_PB[worker.state]
-            self._fleet.reasons.learn(worker.task_id, state, event.revision, event.reason)
-        cards: dict[str, Card] = {}
-        for event in events:
-            cards[event.worker.task_id] = self._fleet.card(event.worker)
+            self._fleet.reasons.follow(
+                EVENT_TYPE_FROM_PB[event.type],
+                STATE_FROM_PB[worker.state],
+                worker.task_id,
+                event.revision,
+                event.reason,
+            )
+        last = {event.worker.task_id: event for event in events}
+        selector = self._query.selector
+        removed = {
+            task_id
+            for task_id, event in last.items()
+            if event.type == pb.EVENT_TYPE_DELETED
+            or not selector.matches(as_labels(event.worker.labels))
+        }
         return sse(
             "changes",
             {
-                "cards": list(cards.values()),
+                "cards": [self._fleet.card(e.worker) for t, e in last.items() if t not in removed],
+                "removed": sorted(removed),
                 "stored": sorted({e.worker.task_id for e in stored}),
             },
             max(e.revision for e in events),
         )
+
+    def _shows(self, task_id: str) -> bool:
+        """Whether the page has a card for the worker now."""
+        worker = self._fleet.view.get(task_id)
+        return worker is not None and self._query.selector.matches(worker.labels)
+
+    def _selected(self) -> list[Worker]:
+        """The workers the page has cards for, newest first."""
+        matches = self._query.selector.matches
+        return [w for w in self._fleet.view.newest_first() if matches(w.labels)]
 
     def _beats(self, aged: dict[str, int]) -> dict[str, int]:
         """When each worker's silence started counting, for those whose start moved since
         the page was last told (a beat moves it without any event); `aged` is updated."""
         fleet = self._fleet
         moved: dict[str, int] = {}
-        for worker in fleet.view.newest_first():
+        for worker in self._selected():
             since = fleet.aged_from(worker)
             if aged.get(worker.task_id) != since:
                 aged[worker.task_id] = moved[worker.task_id] = since
@@ -172,7 +200,7 @@ class Feed:
         fleet = self._fleet
         now_ms = fleet.clock.now_ms()
         levels: dict[str, list[str | None]] = {}
-        for worker in fleet.view.newest_first():
+        for worker in self._selected():
             level = fleet.level(worker, now_ms)[1].value
             activity = fleet.heartbeats.activity(worker.task_id)
             if level != "ok" or activity is not None:

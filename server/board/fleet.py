@@ -3,7 +3,9 @@
 The board reads through the same view, hub, watch and liveness code as the gRPC API and writes
 through the same writer; it is handed exactly those, not the daemon. A card is a worker as the
 page needs it, in JSON: the worker's fields plus its stale level, last heartbeat and activity
-now, and for a FAILED or CONFLICTED worker the reason it is there.
+now, and for a FAILED or CONFLICTED worker the reason it is there. Labels go as [key, value]
+pairs sorted by key: a JSON object would not keep that order in the page (JavaScript puts keys
+that look like numbers first).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..clock import Clock
 from ..domain import TRANSITIONS, Change, Event, StaleLevel, Worker, WorkerNotFound, WorkerState
 from ..heartbeats import Heartbeats
 from ..hub import Hub
+from ..labels import as_labels
 from ..messages import LEVEL_FROM_PB, STATE_FROM_PB
 from ..validate import MAX_EVENTS_LIMIT, WatchQuery
 from ..view import WorkerView
@@ -58,6 +61,7 @@ def _card(
         "branch": worker.branch,
         "worktree": worker.worktree,
         "description": worker.description,
+        "labels": [list(pair) for pair in worker.labels],
         "revision": worker.revision,
         "created_ms": worker.created_at_ms,
         "state_since_ms": worker.state_changed_at_ms,
@@ -100,6 +104,7 @@ class Fleet:
             created_at_ms=message.created_at.ToMilliseconds(),
             state_changed_at_ms=message.state_changed_at.ToMilliseconds(),
             revision=message.revision,
+            labels=as_labels(message.labels),
         )
         beat = (
             message.last_heartbeat_at.ToMilliseconds()

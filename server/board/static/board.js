@@ -1,5 +1,7 @@
 // The board page: cards kept live from the daemon's feed (Server-Sent Events), and the
-// reviewer's actions as compare-and-set POSTs. Text from clients (task ids, branches,
+// reviewer's actions as compare-and-set POSTs. A label selector is applied by the daemon: the
+// page reconnects its feed with it, and keeps it in the URL so a filtered board can be
+// bookmarked. Text from clients (task ids, branches,
 // descriptions, reasons, activities) only ever goes into textContent or attributes, never
 // into markup.
 "use strict";
@@ -15,6 +17,7 @@
   const historyEl = document.getElementById("history");
   const logoutForm = document.querySelector("form.logout");
   const searchEl = document.querySelector('input[name="search"]');
+  const selectorEl = document.querySelector('input[name="selector"]');
   const sortEl = document.querySelector('select[name="sort"]');
   const levelButtons = document.querySelectorAll("[data-level-filter]");
 
@@ -41,6 +44,7 @@
   let openTask = null; // whose description is shown
   let levelFilter = null; // "WARN", "STALE", "DEAD" or null
   let showAllCompleted = false;
+  let selector = ""; // the label selector the feed applies
   const cards = new Map(); // task id -> {el, data}
   const columns = new Map(); // state -> {section, list, count, more}
   const unsorted = new Set(); // states whose column needs sorting
@@ -67,6 +71,11 @@
     return Math.floor(s / 86400) + "d";
   }
 
+  // Labels as `k=v` pairs, in the daemon's order (sorted by key), joined with ",".
+  function labelText(labels) {
+    return labels.map(([k, v]) => `${k}=${v}`).join(",");
+  }
+
   function iso(ms) {
     return ms === null || ms === undefined ? "never" : new Date(ms).toISOString();
   }
@@ -80,10 +89,11 @@
     connectionEl.textContent = text;
   }
 
-  function showAlert(text) {
+  function showAlert(text, kind = "action") {
     alertsEl.replaceChildren();
     const box = el("div", "alert", null);
     box.setAttribute("role", "alert");
+    box.dataset.alert = kind;
     box.append(el("span", null, text));
     const dismiss = el("button", null, "Dismiss");
     dismiss.type = "button";
@@ -148,7 +158,7 @@
     title.append(task, el("span", "age"));
     const what = el("div", "what");
     what.append(el("span", "branch"), el("span", "description"));
-    card.append(title, what, el("div", "why"));
+    card.append(title, what, el("div", "labels"), el("div", "why"));
     return card;
   }
 
@@ -163,6 +173,7 @@
     what.title = data.branch + (data.description ? "\n" + data.description : "");
     setText(card.querySelector(".branch"), data.branch);
     setText(card.querySelector(".description"), data.description ?? "");
+    setLabels(card, data.labels);
     if (moved) {
       badge(card, data.state);
       actions(card, data.state);
@@ -171,6 +182,15 @@
     setWhy(card, data);
     setAge(card, now());
     return moved;
+  }
+
+  function setLabels(card, labels) {
+    const text = labelText(labels);
+    if (card.dataset.labels === text) return;
+    card.dataset.labels = text;
+    const box = card.querySelector(".labels");
+    box.title = labels.map(([k, v]) => `${k}=${v}`).join("\n");
+    box.replaceChildren(...labels.map(([k, v]) => el("span", "label", `${k}=${v}`)));
   }
 
   // The liveness badge, only where liveness means something.
@@ -272,6 +292,16 @@
     }
     unsorted.add(data.state);
     if (openTask === data.task_id) showFacts(data);
+  }
+
+  // A worker deleted, or whose labels left the selector: its card goes.
+  function drop(taskId, touched) {
+    const entry = cards.get(taskId);
+    if (!entry) return;
+    cards.delete(taskId);
+    entry.el.remove();
+    touched.add(entry.data.state);
+    if (openTask === taskId) closeDetail();
   }
 
   // -- sorting, filtering and counts -----------------------------------------------------
@@ -389,6 +419,7 @@
   function changes(batch) {
     const touched = new Set();
     for (const data of batch.cards) upsert(data, touched);
+    for (const taskId of batch.removed) drop(taskId, touched);
     recount(touched);
     queueRefresh();
     if (openTask !== null && batch.stored.includes(openTask)) loadHistory(openTask);
@@ -443,8 +474,11 @@
   }
 
   function connect() {
-    const url = lastEventId === null ? "/api/events" : "/api/events?after=" + lastEventId;
-    source = new EventSource(url);
+    const query = new URLSearchParams();
+    if (selector) query.set("selector", selector);
+    if (lastEventId !== null) query.set("after", lastEventId);
+    const search = query.toString();
+    source = new EventSource("/api/events" + (search ? "?" + search : ""));
     source.addEventListener("layout", (event) => {
       layout = JSON.parse(event.data);
       clockOffsetMs = layout.now_ms - Date.now();
@@ -483,6 +517,48 @@
     }
     connect();
   }
+
+  // -- the label selector ----------------------------------------------------------------
+
+  // Asks the daemon whether the selector parses (its explanation shows if not, and the cards
+  // shown stay), then follows a feed of only the workers it picks, from a fresh snapshot.
+  async function applySelector(text) {
+    text = text.trim();
+    if (text) {
+      let answer;
+      try {
+        answer = await fetch("/api/selector?selector=" + encodeURIComponent(text), {
+          credentials: "same-origin",
+        });
+      } catch (_) {
+        showAlert("The daemon could not be reached; the filter is unchanged.", "selector");
+        return false;
+      }
+      if (answer.status === 401) {
+        location.reload(); // the session ended: show the login form
+        return false;
+      }
+      if (!answer.ok) {
+        const body = await answer.json().catch(() => ({}));
+        showAlert(body.message || "The daemon refused the selector.", "selector");
+        return false;
+      }
+    }
+    alertsEl.querySelector('[data-alert="selector"]')?.remove();
+    selector = text;
+    const url = new URL(location.href);
+    if (text) url.searchParams.set("selector", text);
+    else url.searchParams.delete("selector");
+    history.replaceState(null, "", url);
+    source?.close();
+    lastEventId = null;
+    connect();
+    return true;
+  }
+
+  selectorEl.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") applySelector(selectorEl.value);
+  });
 
   // -- actions ---------------------------------------------------------------------------
 
@@ -539,6 +615,7 @@
       ["Branch", data.branch],
       ["Worktree", data.worktree],
       ["Description", data.description ?? "—"],
+      ["Labels", labelText(data.labels).replaceAll(",", "\n") || "—"],
       ["Created", iso(data.created_ms)],
       ["State since", iso(data.state_since_ms)],
       ["Last heartbeat", beat],
@@ -570,11 +647,21 @@
     const items = body.events.map((event) => {
       const item = el("li");
       item.dataset.revision = String(event.revision);
+      const move =
+        event.type === "LABELS_CHANGED"
+          ? `labels → ${labelText(event.labels) || "(none)"}`
+          : `${event.from_state ?? "(new)"} → ${event.to_state}`;
+      item.dataset.type = event.type;
       item.append(
         el("div", "when", `${new Date(event.time_ms).toISOString()} · revision ${event.revision}`),
-        el("div", "move", `${event.from_state ?? "(new)"} → ${event.to_state}`),
+        el("div", "move", move),
         el("div", "reason", event.reason),
       );
+      if (event.actor) {
+        const actor = el("div", "actor", "by " + event.actor);
+        actor.dataset.actor = event.actor;
+        item.append(actor);
+      }
       return item;
     });
     historyEl.dataset.history = taskId;
@@ -591,11 +678,13 @@
     loadHistory(taskId);
   }
 
-  document.getElementById("detail-close").addEventListener("click", () => {
+  function closeDetail() {
     openTask = null;
     detailEl.hidden = true;
     delete historyEl.dataset.history;
-  });
+  }
+
+  document.getElementById("detail-close").addEventListener("click", closeDetail);
 
   boardEl.addEventListener("click", (event) => {
     const card = event.target.closest(".card");
@@ -605,5 +694,7 @@
     else if (event.target.closest("[data-open-history]")) openHistory(card.dataset.taskId);
   });
 
-  connect();
+  // A bookmarked selector starts the board filtered; an invalid one shows why, and everything.
+  selectorEl.value = new URLSearchParams(location.search).get("selector") ?? "";
+  applySelector(selectorEl.value).then((applied) => applied || connect());
 })();

@@ -70,11 +70,21 @@ class Metrics:
             buckets=COMMIT_BUCKETS,
             registry=self.registry,
         )
+        self.lock_seconds = Histogram(
+            "workerstate_commit_lock_seconds",
+            "Time each committed group held the database's write lock (on PostgreSQL the "
+            "revision row lock every daemon takes), from taking it to the end of COMMIT.",
+            buckets=COMMIT_BUCKETS,
+            registry=self.registry,
+        )
 
-    def observe_commit(self, jobs: int, seconds: float) -> None:
-        """Called by the writer thread after each commit (prometheus_client is thread-safe)."""
+    def observe_commit(self, jobs: int, seconds: float, locked_s: float | None) -> None:
+        """Called by the writer after each group (prometheus_client is thread-safe);
+        `locked_s` is None for a group that did not commit."""
         self.commit_size.observe(jobs)
         self.commit_seconds.observe(seconds)
+        if locked_s is not None:
+            self.lock_seconds.observe(locked_s)
 
     def add_fleet(
         self, loop: asyncio.AbstractEventLoop, figures: Callable[[], FleetFigures]

@@ -78,7 +78,7 @@ class Writer:
         head_revision: int,
         workers: Iterable[Worker],
         on_commit: Callable[[list[Event]], None],
-        observe: Callable[[int, float], None] | None = None,
+        observe: Callable[[int, float, float | None], None] | None = None,
         group_wait_s: float = 0.0,
     ) -> None:
         """`workers` are the database's as of `head_revision`; `observe(jobs, seconds)` is
@@ -198,6 +198,7 @@ class Writer:
         events: list[Event] = []
         started = time.perf_counter()
         transaction: Transaction | None = None
+        locked_s: float | None = None  # how long the committed group held the write lock
         try:
             transaction = await self._backend.begin(self._head)
             for event in transaction.foreign:
@@ -208,6 +209,7 @@ class Writer:
             counts = iter(await transaction.write(rows, upkeep))
             outcomes = [next(counts) if o is None else o for o in outcomes]
             await transaction.commit(self._head)
+            locked_s = transaction.locked_s
             events.extend(row.event for row in rows)
         except BackendFault as e:
             log.error("commit of %d jobs failed, nothing written: %s", len(group), e)
@@ -223,7 +225,7 @@ class Writer:
             error = StorageUnavailable("internal error in the writer; nothing was written")
             events, outcomes = [], [error] * len(group)
         if self._observe is not None:
-            self._observe(len(group), time.perf_counter() - started)
+            self._observe(len(group), time.perf_counter() - started, locked_s)
         if events:
             self._publish(events)
         for job, outcome in zip(group, outcomes, strict=True):

@@ -62,7 +62,7 @@ def run_writer(
     path: Path,
     body: Callable[[Writer, list[Event]], Awaitable[None]],
     backend_type: type[SQLiteBackend] = SQLiteBackend,
-    observe: Callable[[int, float], None] | None = None,
+    observe: Callable[[int, float, float | None], None] | None = None,
     group_wait_s: float = 0.0,
 ) -> None:
     """Open the file, start a writer on it, run `body`, close both."""
@@ -108,7 +108,7 @@ def test_a_group_is_written_whole_across_statement_sizes(tmp_path):
         assert [a.revision for a in answers if isinstance(a, Worker)] == list(range(1, 38))
         assert [e.revision for e in committed] == list(range(1, 38))
 
-    run_writer(path, body, observe=lambda jobs, _: groups.append(jobs))
+    run_writer(path, body, observe=lambda jobs, *_: groups.append(jobs))
     assert groups == [37]
     events, workers = stored(path)
     assert events == [(i + 1, f"w{i:02}") for i in range(37)]
@@ -126,7 +126,7 @@ def test_a_lone_writer_never_waits_for_company(tmp_path):
         assert time.monotonic() - started < 5.0, "a lone change waited for company"
 
     run_writer(
-        tmp_path / "ws.db", body, observe=lambda jobs, _: groups.append(jobs), group_wait_s=5.0
+        tmp_path / "ws.db", body, observe=lambda jobs, *_: groups.append(jobs), group_wait_s=5.0
     )
     assert groups == [1] * 5
 
@@ -146,7 +146,7 @@ def test_after_a_shared_commit_the_next_group_waits_for_company(tmp_path):
         assert [a.revision for a in answers] == [3, 4, 5, 6, 7]
 
     run_writer(
-        tmp_path / "ws.db", body, observe=lambda jobs, _: groups.append(jobs), group_wait_s=1.0
+        tmp_path / "ws.db", body, observe=lambda jobs, *_: groups.append(jobs), group_wait_s=1.0
     )
     assert groups == [2, 5]
 
@@ -166,7 +166,7 @@ def test_closing_the_writer_ends_a_wait_for_company(tmp_path):
         assert waiting.result().revision == 3
 
     run_writer(
-        tmp_path / "ws.db", body, observe=lambda jobs, _: groups.append(jobs), group_wait_s=60.0
+        tmp_path / "ws.db", body, observe=lambda jobs, *_: groups.append(jobs), group_wait_s=60.0
     )
     assert groups == [2, 1]
 
@@ -228,7 +228,7 @@ def test_upkeep_shares_the_commit_of_the_commands_around_it(tmp_path):
         assert answers[1] == 2
         assert [e.revision for e in committed] == [1, 2]
 
-    run_writer(path, body, observe=lambda jobs, _: groups.append(jobs))
+    run_writer(path, body, observe=lambda jobs, *_: groups.append(jobs))
     assert groups == [3]
     assert stored(path)[1] == ["a", "b"]
     with sqlite3.connect(path) as conn:

@@ -125,6 +125,13 @@ class Transaction(Protocol):
         """Make the group durable; `head` is the newest revision it holds."""
         ...
 
+    @property
+    def locked_s(self) -> float:
+        """After `commit`: how long the transaction held the database's write lock, from
+        `begin` taking it to the end of COMMIT. With several daemons on one database this is
+        the serial section: groups from all of them hold the lock one after another."""
+        ...
+
     async def rollback(self) -> None:
         """Undo everything since `begin`; never raises."""
         ...

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -292,6 +293,7 @@ class PostgresBackend:
                     f"SELECT head, beats, compact_revision FROM {SCHEMA}.meta"
                     " WHERE id = 1 FOR UPDATE"
                 )
+                locked_at = time.perf_counter()
                 foreign: list[Event] = []
                 if meta["head"] > known_head:
                     rows = await conn.fetch(
@@ -305,7 +307,7 @@ class PostgresBackend:
             except BaseException:
                 await self._pool.release(conn)
                 raise
-        return PostgresTransaction(self._pool, conn, transaction, foreign, meta)
+        return PostgresTransaction(self._pool, conn, transaction, foreign, meta, locked_at)
 
     async def events(self, after_revision: int, limit: int, task_id: str, upto: int) -> list[Event]:
         where = "revision > $1 AND revision <= $2" + (" AND task_id = $4" if task_id else "")
@@ -426,12 +428,15 @@ class PostgresTransaction:
         transaction: Any,
         foreign: list[Event],
         meta: Any,
+        locked_at: float,
     ) -> None:
         self._pool = pool
         self._conn = conn
         self._transaction = transaction
         self.foreign = foreign
         self._released = False
+        self._locked_at = locked_at  # perf_counter() when the meta row's lock was granted
+        self.locked_s = 0.0
         # Where the database stands as this group changes it: what its commit announces.
         self._position = Notice(meta["head"], meta["beats"], meta["compact_revision"])
 
@@ -540,6 +545,7 @@ class PostgresTransaction:
                     "SELECT pg_notify($1, $2)", CHANNEL, _payload(self._position)
                 )
                 await self._transaction.commit()
+                self.locked_s = time.perf_counter() - self._locked_at
         finally:
             await self._release()
 

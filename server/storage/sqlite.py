@@ -356,6 +356,8 @@ class SQLiteTransaction:
         self._backend = backend
         self._conn = backend._conn
         self._changes = 0
+        self._locked_at = time.perf_counter()  # BEGIN IMMEDIATE took the file's write lock
+        self.locked_s = 0.0
 
     async def applied_requests(self, request_ids: Sequence[str]) -> dict[str, tuple[str, Answer]]:
         found: dict[str, tuple[str, Answer]] = {}
@@ -392,6 +394,7 @@ class SQLiteTransaction:
 
     async def commit(self, head: int) -> None:
         await self._backend._commit(self._changes)
+        self.locked_s = time.perf_counter() - self._locked_at
 
     async def rollback(self) -> None:
         self._backend._rollback()

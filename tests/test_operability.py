@@ -41,10 +41,11 @@ def test_metrics_are_scraped(make_daemon):
     assert samples["workerstate_commit_duration_seconds_count"] >= 3
     # Every committed group held the write lock for part of its commit, never longer.
     assert samples["workerstate_commit_lock_seconds_count"] >= 3
-    assert 0 < samples["workerstate_commit_lock_seconds_sum"]
-    assert samples["workerstate_commit_lock_seconds_sum"] <= samples[
-        "workerstate_commit_duration_seconds_sum"
-    ]
+    assert samples["workerstate_commit_lock_seconds_sum"] > 0
+    assert (
+        samples["workerstate_commit_lock_seconds_sum"]
+        <= samples["workerstate_commit_duration_seconds_sum"]
+    )
     assert samples["workerstate_heartbeat_streams"] == 0
     assert "workerstate_heartbeat_flush_lag_seconds" in samples
 

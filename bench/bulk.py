@@ -246,7 +246,7 @@ def main() -> None:
     if peers and not Etcd.available():
         print(f"etcd not installed, its row is skipped: {etcd_bindings.INSTALL}", flush=True)
     rows = measure(args.seconds or (2.0 if args.quick else 8.0), peers)
-    print(write("bulk", rows, targets(rows), header))
+    print(write("bulk" + ("-quick" if args.quick else ""), rows, targets(rows), header))
 
 
 if __name__ == "__main__":

@@ -342,7 +342,7 @@ def main() -> None:
         args.probe_rate,
         args.processes,
     )
-    print(write("fleet", rows, targets(rows), header))
+    print(write("fleet" + ("-quick" if args.quick else ""), rows, targets(rows), header))
 
 
 if __name__ == "__main__":

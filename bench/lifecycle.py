@@ -354,7 +354,7 @@ def main() -> None:
     header = machine_note()
     print(header, flush=True)
     rows = measure(args.seconds, args.quick, args.finished, args.expired)
-    print(write("lifecycle", rows, targets(rows), header))
+    print(write("lifecycle" + ("-quick" if args.quick else ""), rows, targets(rows), header))
 
 
 if __name__ == "__main__":

@@ -209,7 +209,7 @@ def main() -> None:
     header = machine_note()
     print(header, flush=True)
     rows = measure(args.seconds, args.quick, args.workers)
-    print(write("listing", rows, targets(rows), header))
+    print(write("listing" + ("-quick" if args.quick else ""), rows, targets(rows), header))
     if any(r.get("every_event_delivered") is False for r in rows):
         sys.exit("FAILED: a watcher missed events (see the W5 rows)")
 

@@ -637,13 +637,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="measured time per row")
     args = parser.parse_args()
     seconds = args.seconds or (3.0 if args.quick else 8.0)
-    load = os.getloadavg()[0]
+    machine = report.machine_note()
+    print(machine, flush=True)
     began = time.monotonic()
     rows = measure(seconds, args.quick)
-    header = (
-        f"{seconds:g} s per row, {os.cpu_count()} cores, load average {load:.1f} at the start, "
-        f"{time.monotonic() - began:.0f} s in all\n\n"
-    )
+    header = f"{seconds:g} s per row, {time.monotonic() - began:.0f} s in all. {machine}\n\n"
     table = header + markdown(rows) + "\n" + "\n".join(ratios(rows)) + "\n"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "postgres.json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -109,7 +109,10 @@ def machine_note() -> str:
 
 
 def write(stem: str, rows: list[Row], targets: list[Target], header: str = "") -> str:
-    """bench/results/STEM.json (the rows) and STEM.md (header, table, verdicts); returns the md."""
+    """bench/results/STEM.json (the rows) and STEM.md (header, table, verdicts); returns the md.
+
+    A smoke run names its STEM with `-quick`, which git ignores: it never replaces a full run's.
+    """
     text = (header + "\n\n" if header else "") + markdown(rows)
     if targets:
         text += "\n" + verdicts(targets) + "\n"

@@ -2,7 +2,7 @@
 
     python bench/run.py            # every workload (under 15 minutes)
     python bench/run.py --quick    # W1 at N=1 and N=64, W3 and W4, every system (~2 minutes)
-    python bench/run.py --only W7,W8          # some workloads (names: see --help)
+    python bench/run.py --only W7,W8          # some workloads (to results/only-W7-W8.*)
     python bench/run.py --quick --only W8     # a workload's smoke-sized run
     python bench/run.py --commit-delay-ms 10   # the daemon on a disk whose commits take 10 ms
 
@@ -753,7 +753,11 @@ def main() -> None:
         for r in new:
             print(json.dumps(r), flush=True)
         rows += new
-    print(write("latest", rows, all_targets(rows), header))
+    # Some workloads never replace the whole table: they go to a file named after them.
+    stem = "latest"
+    if args.only:
+        stem = "only-" + "-".join(names) + ("-quick" if args.quick else "")
+    print(write(stem, rows, all_targets(rows), header))
     if any(r.get("every_event_delivered") is False for r in rows):
         sys.exit("FAILED: a watcher missed events (see the W5 rows)")
 

@@ -117,10 +117,9 @@ async def _bulk_setup(address: str) -> None:
 
 async def _bulk(address: str, seconds: float) -> list[float]:
     """Applies of 1,000 flips, one after another for `seconds`: each one's latency (ms)."""
-    task_ids = TASK_IDS
     # Both requests are built before the clock starts: the client's Python is not measured.
-    forth = _flips(task_ids, S.WORKER_STATE_WORKING, S.WORKER_STATE_IN_REVIEW)
-    back = _flips(task_ids, S.WORKER_STATE_IN_REVIEW, S.WORKER_STATE_WORKING)
+    forth = _flips(TASK_IDS, S.WORKER_STATE_WORKING, S.WORKER_STATE_IN_REVIEW)
+    back = _flips(TASK_IDS, S.WORKER_STATE_IN_REVIEW, S.WORKER_STATE_WORKING)
     latencies: list[float] = []
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.WorkerServiceStub(channel)

@@ -32,6 +32,7 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ def load_live(address: str) -> None:
 def load_finished(address: str, count: int, prefix: str = "done") -> None:
     """`count` FAILED workers: each one's create and fail in the same batch."""
 
-    def operations() -> Any:
+    def operations() -> Iterator[pb.Operation]:
         for i in range(count):
             yield create(f"{prefix}-{i}")
             yield fail(f"{prefix}-{i}")
@@ -113,7 +114,7 @@ def live_view_rows(finished: int, seconds: float, rounds: int) -> list[Row]:
         load_finished(full.address, finished)
         loaded_s = time.perf_counter() - began
         rows = []
-        for r in range(rounds):
+        for number in range(1, rounds + 1):
             for daemon, stored in ((empty, 0), (full, finished)):
                 for factory, listing in (
                     ("live_page", "first page of 100"),
@@ -129,7 +130,7 @@ def live_view_rows(finished: int, seconds: float, rounds: int) -> list[Row]:
                             seconds,
                             finished=stored,
                             listing=listing,
-                            round=r + 1,
+                            round=number,
                         )
                     )
         for r in rows:

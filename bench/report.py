@@ -17,7 +17,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BUSY_PERCENT = 20.0  # of one core, over the sample: above this a process is noted
 Row = dict[str, Any]
-Target = tuple[str, str, bool]  # (what, the measured figure, met)
+Target = tuple[str, str, bool | None]  # (what, the figure, met; None: not measured)
 
 COLUMNS = (
     "workload",
@@ -52,9 +52,8 @@ def markdown(rows: list[Row], columns: tuple[str, ...] = COLUMNS) -> str:
 
 
 def verdicts(targets: list[Target]) -> str:
-    return "\n".join(
-        f"- {what}: {ratio} {'met' if met else 'MISSED'}" for what, ratio, met in targets
-    )
+    word = {True: "met", False: "MISSED", None: "NOT MEASURED"}
+    return "\n".join(f"- {what}: {ratio} {word[met]}" for what, ratio, met in targets)
 
 
 # -- other work on the machine ------------------------------------------------------------------

@@ -7,7 +7,8 @@ STAMP   = $(VENV)/.installed
 NODE    = tests/polyglot/node_modules/.package-lock.json
 BUF     = tests/polyglot/node_modules/.bin/buf
 
-.PHONY: run test lint typecheck proto clean bench bench-quick bench-peers bench-watch bench-postgres bench-board soak
+.PHONY: run test lint typecheck proto clean bench bench-quick bench-peers bench-watch bench-postgres bench-board \
+        bench-bulk bench-selectors bench-lifecycle bench-fleet bench-smoke soak
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("workerstate needs Python 3.11+, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -51,7 +52,7 @@ typecheck: $(STAMP)
 proto: $(STAMP)
 	$(PY) protos/generate.py
 
-## bench: every workload, every system (floor, workerstate, direct SQLite, etcd); < 15 min
+## bench: every workload (W1-W8, selectors, lifecycle), every system (floor, workerstate, direct SQLite, PostgreSQL, etcd); run it on a quiet machine
 bench: $(STAMP)
 	$(PY) bench/run.py
 
@@ -71,6 +72,30 @@ bench-watch: $(STAMP)
 ## bench-postgres: W1, W5, cross-daemon delivery and the commit lock on PostgreSQL (1 and 2 daemons) beside SQLite; < 4 min
 bench-postgres: $(STAMP)
 	$(PY) bench/postgres.py
+
+## bench-bulk: W7, 1,000 transitions as one Apply vs unary at 64 in flight, SQLite and PostgreSQL, vs etcd's W1 at 64
+bench-bulk: $(STAMP)
+	$(PY) bench/bulk.py
+
+## bench-selectors: ListWorkers by selector vs by state at 100k workers; W5 with a selector vs a states filter
+bench-selectors: $(STAMP)
+	$(PY) bench/listing.py
+
+## bench-lifecycle: the live view with FINISHED finished workers stored (default 1M); a mass expiry of 100k under W1
+FINISHED ?= 1000000
+bench-lifecycle: $(STAMP)
+	$(PY) bench/lifecycle.py --finished $(FINISHED)
+
+## bench-fleet: W8, 10,000 workers beating every 2 s over multiplexed streams, on SQLite
+bench-fleet: $(STAMP)
+	$(PY) bench/fleet.py
+
+## bench-smoke: each of the four above at toy size, one after another (checks the wiring, not the figures)
+bench-smoke: $(STAMP)
+	$(PY) bench/bulk.py --quick
+	$(PY) bench/listing.py --quick
+	$(PY) bench/lifecycle.py --quick
+	$(PY) bench/fleet.py --quick
 
 ## bench-board: the board's delivery latency and CPU (1,000 workers, 200 changes/s, 10 pages)
 bench-board: $(STAMP)

@@ -50,8 +50,8 @@ from typing import Any
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report
 from run import MP, S, Tally, client_process, percentile, row, ws_setup
-from run import markdown as run_markdown
 from servers import READY, BenchDaemon, Floor, Server, free_port
 from watch_fanout import WorkerstateWriter, collect, watcher_process, workerstate_watch
 from workerstate.v1 import workerstate_pb2 as pb
@@ -545,15 +545,10 @@ def measure(seconds: float, quick: bool) -> list[Row]:
 
 # -- the table and the ratios -------------------------------------------------------------------
 
+# run.py's columns, without p999 (too few samples in the cross-daemon rows) and with the
+# PostgreSQL server's CPU and the commit figures before RSS.
 COLUMNS = (
-    "workload",
-    "system",
-    "params",
-    "ops_per_s",
-    "p50_ms",
-    "p99_ms",
-    "errors",
-    "server_cpu_ms_per_op",
+    *(c for c in report.COLUMNS if c not in ("p999_ms", "rss_mb")),
     "pg_cpu_ms_per_op",
     "changes_per_group",
     "commits_per_s",
@@ -564,7 +559,7 @@ COLUMNS = (
 
 def markdown(rows: list[Row]) -> str:
     """run.py's table, with the PostgreSQL server's CPU and the commit figures as columns."""
-    return run_markdown(rows, COLUMNS)
+    return report.markdown(rows, COLUMNS)
 
 
 def _find(rows: list[Row], workload: str, system: str, n: int | None = None) -> Row | None:
@@ -642,13 +637,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="measured time per row")
     args = parser.parse_args()
     seconds = args.seconds or (3.0 if args.quick else 8.0)
-    load = os.getloadavg()[0]
+    machine = report.machine_note()
+    print(machine, flush=True)
     began = time.monotonic()
     rows = measure(seconds, args.quick)
-    header = (
-        f"{seconds:g} s per row, {os.cpu_count()} cores, load average {load:.1f} at the start, "
-        f"{time.monotonic() - began:.0f} s in all\n\n"
-    )
+    header = f"{seconds:g} s per row, {time.monotonic() - began:.0f} s in all. {machine}\n\n"
     table = header + markdown(rows) + "\n" + "\n".join(ratios(rows)) + "\n"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "postgres.json").write_text(json.dumps(rows, indent=2) + "\n")

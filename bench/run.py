@@ -2,6 +2,8 @@
 
     python bench/run.py            # every workload (under 15 minutes)
     python bench/run.py --quick    # W1 at N=1 and N=64, W3 and W4, every system (~2 minutes)
+    python bench/run.py --only W7,W8          # some workloads (to results/only-W7-W8.*)
+    python bench/run.py --quick --only W8     # a workload's smoke-sized run
     python bench/run.py --commit-delay-ms 10   # the daemon on a disk whose commits take 10 ms
 
 Each system is started here, driven by asyncio clients (two client processes where one
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import multiprocessing as mp
 import os
@@ -31,12 +34,12 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import etcd_bindings
+from report import Target, machine_note, percentile, write
 from servers import BenchDaemon, Etcd, Floor, Server
 from workerstate.server.storage.sqlite import COMMIT_DELAY_ENV
 from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
-RESULTS = Path(__file__).resolve().parent / "results"
 S = pb.WorkerState
 FLIP = {
     S.WORKER_STATE_WORKING: S.WORKER_STATE_IN_REVIEW,
@@ -51,6 +54,7 @@ Op = Callable[[], Awaitable[bool]]  # True: success, False: a conflict; raises o
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)
+    started: list[float] = field(default_factory=list)  # wall clock (s), one per latency
     ok: int = 0
     conflicts: int = 0
     errors: int = 0
@@ -230,11 +234,22 @@ FACTORIES: dict[str, Callable[[str, int], Awaitable[Op]]] = {
 }
 
 
+def factory_named(name: str) -> Callable[[str, int], Awaitable[Op]]:
+    """A factory here by name, or `module:function` for one in another bench module: a spawned
+    client process imports only this module (or the main script), not the one that asked."""
+    if ":" not in name:
+        return FACTORIES[name]
+    module, function = name.split(":")
+    found: Callable[[str, int], Awaitable[Op]] = getattr(importlib.import_module(module), function)
+    return found
+
+
 def client_process(
     factory: str, address: str, indices: list[int], warmup: float, seconds: float, out: Any
 ) -> None:
     async def main() -> list[Tally]:
-        ops = [await FACTORIES[factory](address, i) for i in indices]
+        make = factory_named(factory)
+        ops = [await make(address, i) for i in indices]
         tallies = [Tally() for _ in ops]
         start = time.perf_counter() + warmup
         end = start + seconds
@@ -248,6 +263,7 @@ def client_process(
                     continue
                 if began >= start:
                     tally.latencies.append((time.perf_counter() - began) * 1000)
+                    tally.started.append(time.time() - (time.perf_counter() - began))
                     tally.ok += ok
                     tally.conflicts += not ok
 
@@ -273,11 +289,6 @@ def drive(
     for proc in procs:
         proc.join(30)
     return tallies
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 def row(
@@ -564,31 +575,34 @@ def w6(seconds: float) -> list[dict[str, Any]]:
     return [result]
 
 
+def w5_row(r: dict[str, Any]) -> dict[str, Any]:
+    """watch_fanout.run's result as a row of the table (deliveries count as operations)."""
+    return {
+        "workload": r["workload"],
+        "system": r["system"],
+        "params": {k: v for k, v in r["params"].items() if k != "seconds"},
+        "ops_per_s": r["deliveries_per_s"],
+        "p50_ms": r["p50_ms"],
+        "p99_ms": r["p99_ms"],
+        "p999_ms": None,
+        "errors": 0,
+        "server_cpu_ms_per_op": r["server_cpu_ms_per_delivery"],
+        "rss_mb": r["rss_mb"],
+        "every_event_delivered": r["every_event_delivered"],
+    }
+
+
 def w5(peers: bool) -> list[dict[str, Any]]:
     from watch_fanout import run as fanout
 
     systems = ["workerstate"]
     if peers and Etcd.available():
         systems.append("etcd")
-    rows = []
-    for watchers, rate in ((100, 200.0), (1000, 5.0)):
-        for system in systems:
-            r = fanout(watchers, rate, 10, 2, system)
-            rows.append(
-                {
-                    "workload": "W5 watch fan-out",
-                    "system": system,
-                    "params": {"watchers": watchers, "rate": rate},
-                    "ops_per_s": r["deliveries_per_s"],
-                    "p50_ms": r["p50_ms"],
-                    "p99_ms": r["p99_ms"],
-                    "p999_ms": None,
-                    "errors": 0,
-                    "server_cpu_ms_per_op": r["server_cpu_ms_per_delivery"],
-                    "rss_mb": r["rss_mb"],
-                    "every_event_delivered": r["every_event_delivered"],
-                }
-            )
+    rows = [
+        w5_row(fanout(watchers, rate, 10, 2, system))
+        for watchers, rate in ((100, 200.0), (1000, 5.0))
+        for system in systems
+    ]
     if len(systems) == 1:
         rows.append(
             skipped("W5 watch fan-out", "etcd", f"etcd not installed: {etcd_bindings.INSTALL}")
@@ -597,19 +611,6 @@ def w5(peers: bool) -> list[dict[str, Any]]:
 
 
 # -- the table ----------------------------------------------------------------------------------
-
-COLUMNS = (
-    "workload",
-    "system",
-    "params",
-    "ops_per_s",
-    "p50_ms",
-    "p99_ms",
-    "p999_ms",
-    "errors",
-    "server_cpu_ms_per_op",
-    "rss_mb",
-)
 
 
 def _find(rows: list[dict[str, Any]], workload: str, system: str, n: int | None = None) -> Any:
@@ -624,9 +625,9 @@ def _find(rows: list[dict[str, Any]], workload: str, system: str, n: int | None 
     return None
 
 
-def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
+def targets(rows: list[dict[str, Any]]) -> list[Target]:
     """Each target of the write-path issue that these rows measure: (what, ratio, met)."""
-    found: list[tuple[str, str, bool]] = []
+    found: list[Target] = []
     floor64 = _find(rows, "W1 transitions", "floor", 64)
     ws64 = _find(rows, "W1 transitions", "workerstate", 64)
     if floor64 and ws64:
@@ -655,17 +656,66 @@ def targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
     return found
 
 
-def markdown(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
-    """The rows as a table; whatever a row holds beyond `columns` goes to its notes."""
-    lines = ["| " + " | ".join(columns) + " | notes |", "|" + "---|" * (len(columns) + 1)]
-    for r in rows:
-        notes = r.get("skipped") or ", ".join(f"{k}={v}" for k, v in r.items() if k not in columns)
-        cells = [
-            json.dumps(r[c]) if c == "params" else ("" if r.get(c) is None else str(r[c]))
-            for c in columns
-        ]
-        lines.append("| " + " | ".join(cells) + f" | {notes} |")
-    return "\n".join(lines) + "\n"
+# Each workload by name: what `--only` takes. The quick run is the first three.
+QUICK = ("W1", "W3", "W4")
+WORKLOADS = (*QUICK, "W2", "W5", "W6", "W7", "selectors", "lifecycle", "W8")
+
+
+def steps(
+    names: list[str], seconds: float, peers: bool, quick: bool
+) -> list[Callable[[], list[dict[str, Any]]]]:
+    """The named workloads, in WORKLOADS order. The newer ones live in modules of their own
+    (each also runnable alone) and are imported only when asked for."""
+
+    def w7() -> list[dict[str, Any]]:
+        import bulk
+
+        return bulk.measure(seconds, peers)
+
+    def selectors() -> list[dict[str, Any]]:
+        import listing
+
+        return listing.measure(seconds, quick)
+
+    def lifecycle() -> list[dict[str, Any]]:
+        import lifecycle
+
+        return lifecycle.measure(seconds, quick)
+
+    def w8() -> list[dict[str, Any]]:
+        import fleet
+
+        return fleet.measure(seconds, quick)
+
+    by_name: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "W1": lambda: w1([1, 64] if quick else [1, 16, 64], seconds, peers),
+        "W3": lambda: w3(seconds, peers),
+        "W4": lambda: w4(seconds),
+        "W2": lambda: w2(seconds, peers),
+        "W5": lambda: w5(peers),
+        "W6": lambda: w6(seconds),
+        "W7": w7,
+        "selectors": selectors,
+        "lifecycle": lifecycle,
+        "W8": w8,
+    }
+    return [by_name[n] for n in WORKLOADS if n in names]
+
+
+def all_targets(rows: list[dict[str, Any]]) -> list[Target]:
+    """This module's targets, then each newer module's (each looks only at its own rows)."""
+    import bulk
+    import fleet
+    import lifecycle
+    import listing
+
+    return [
+        *targets(rows),
+        *bulk.targets(rows),
+        *listing.targets(rows),
+        *lifecycle.targets(rows),
+        *fleet.targets(rows),
+    ]
 
 
 def main() -> None:
@@ -674,44 +724,40 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="measured time per row")
     parser.add_argument("--no-peers", action="store_true", help="skip etcd")
     parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated workloads, of: {', '.join(WORKLOADS)} (with --quick: each "
+        "one's smoke-sized run)",
+    )
+    parser.add_argument(
         "--commit-delay-ms",
         type=int,
         default=0,
         help="make each of the daemon's commits this much slower, as on a slow disk",
     )
     args = parser.parse_args()
+    names = [n for n in args.only.split(",") if n] or list(QUICK if args.quick else WORKLOADS)
+    if unknown := set(names) - set(WORKLOADS):
+        parser.error(f"unknown workloads {sorted(unknown)}: choose from {', '.join(WORKLOADS)}")
     if args.commit_delay_ms:
         os.environ[COMMIT_DELAY_ENV] = str(args.commit_delay_ms)
+    header = machine_note()
+    print(header, flush=True)
     seconds = args.seconds or (3.0 if args.quick else 8.0)
     peers = not args.no_peers
+    if peers and not Etcd.available():
+        print(f"etcd not installed, its rows are skipped: {etcd_bindings.INSTALL}", flush=True)
     rows: list[dict[str, Any]] = []
-    steps: list[Callable[[], list[dict[str, Any]]]] = [
-        lambda: w1([1, 64] if args.quick else [1, 16, 64], seconds, peers),
-        lambda: w3(seconds, peers),
-        lambda: w4(seconds),
-    ]
-    if not args.quick:
-        steps += [
-            lambda: w2(seconds, peers),
-            lambda: w5(peers),
-            lambda: w6(seconds),
-        ]
-    for step in steps:
+    for step in steps(names, seconds, peers, args.quick):
         new = step()
         for r in new:
             print(json.dumps(r), flush=True)
         rows += new
-    table = (
-        markdown(rows)
-        + "\n"
-        + "\n".join(
-            f"- {what}: {ratio} {'met' if met else 'MISSED'}" for what, ratio, met in targets(rows)
-        )
-    )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (RESULTS / "latest.md").write_text(table + "\n")
-    print(table)
+    # Some workloads never replace the whole table: they go to a file named after them.
+    stem = "latest"
+    if args.only:
+        stem = "only-" + "-".join(names) + ("-quick" if args.quick else "")
+    print(write(stem, rows, all_targets(rows), header))
     if any(r.get("every_event_delivered") is False for r in rows):
         sys.exit("FAILED: a watcher missed events (see the W5 rows)")
 

@@ -20,6 +20,13 @@ BENCH = Path(__file__).resolve().parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def status_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of /proc/PID/status (VmRSS: resident now, VmHWM: its peak), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(rf"{field}:\s+(\d+)", status)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
 class Server:
     """A server process; `address` is read from the first stderr/stdout line matching `ready`."""
 
@@ -55,11 +62,18 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
     def peak_rss_mb(self) -> float:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        match = re.search(r"VmHWM:\s+(\d+)", status)
-        return int(match.group(1)) / 1024 if match else 0.0
+        return self._status_mb("VmHWM")
 
-    def stop(self) -> None:
+    def rss_mb(self) -> float:
+        """Resident memory now (peak_rss_mb is the highest it has been)."""
+        return self._status_mb("VmRSS")
+
+    def _status_mb(self, field: str) -> float:
+        return status_mb(self.proc.pid, field)
+
+    def stop(self, keep_files: bool = False) -> None:
+        """Stop the process (SIGTERM, then SIGKILL after 30 s); delete its folder unless
+        `keep_files`, for a database the next server opens."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -67,7 +81,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if not keep_files:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class BenchDaemon(Server):

@@ -3,6 +3,12 @@ event. Reports delivery latency and the server's RSS and CPU, for workerstate or
 
     python bench/watch_fanout.py --watchers 100 --rate 200 --seconds 10
     python bench/watch_fanout.py --watchers 1000 --rate 5 --seconds 10 --system etcd
+    python bench/watch_fanout.py --filter selector   # each watch with a label selector
+
+`--filter` gives every workerstate watch a filter that every measured event passes: `states`
+(the states the writer's workers pass through) or `selector` (a label selector on the labels
+every worker is created with). The deliveries are the same, so the CPU per delivery shows what
+evaluating the filter costs, one against the other.
 
 Watchers run in separate processes (one Python process cannot read 1,000 streams fast enough
 to measure the server rather than itself). Latency is the receipt time minus the time the
@@ -28,6 +34,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import etcd_bindings
+from report import percentile
 from servers import BenchDaemon, Etcd, Server
 from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
@@ -36,6 +43,16 @@ STREAMS_PER_CHANNEL = 50
 S = pb.WorkerState
 SYSTEMS = ("workerstate", "etcd")
 ETCD_PREFIX, ETCD_END = b"fan/", b"fan0"  # every key under fan/
+# Every worker the writer makes carries these labels, so the selector matches every event;
+# the states filter lists every state they pass through (the sentinel is ASSIGNED).
+LABELS = {"fan": "yes", "tier": "a"}
+FILTERS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "states": {
+        "states": [S.WORKER_STATE_ASSIGNED, S.WORKER_STATE_WORKING, S.WORKER_STATE_IN_REVIEW]
+    },
+    "selector": {"label_selector": "fan=yes,tier in (a,b)"},
+}
 
 # A watch yields (revision, the writer's send time in ms) for each event it receives.
 Changes = AsyncIterator[list[tuple[int, str]]]
@@ -48,8 +65,11 @@ def now_ms() -> str:
 # -- one watch stream per system -------------------------------------------------------------
 
 
-async def workerstate_watch(channel: grpc.aio.Channel, start: int) -> Changes:
-    call = pb_grpc.WorkerServiceStub(channel).WatchState(pb.WatchStateRequest(start_revision=start))
+async def workerstate_watch(
+    channel: grpc.aio.Channel, start: int, watch_filter: str = "none"
+) -> Changes:
+    request = pb.WatchStateRequest(start_revision=start, **FILTERS[watch_filter])
+    call = pb_grpc.WorkerServiceStub(channel).WatchState(request)
     try:
         async for message in call:
             yield [(e.revision, e.reason) for e in message.events]
@@ -57,7 +77,9 @@ async def workerstate_watch(channel: grpc.aio.Channel, start: int) -> Changes:
         call.cancel()
 
 
-async def etcd_watch(channel: grpc.aio.Channel, start: int) -> Changes:
+async def etcd_watch(channel: grpc.aio.Channel, start: int, watch_filter: str = "none") -> Changes:
+    """A prefix watch; etcd has no filter to compare, so `watch_filter` must be "none"."""
+    assert watch_filter == "none", "etcd watches take no filter here"
     rpc, stubs = etcd_bindings.load()
     stream = stubs.WatchStub(channel).Watch()
     create = rpc.WatchCreateRequest(key=ETCD_PREFIX, range_end=ETCD_END, start_revision=start)
@@ -69,14 +91,21 @@ async def etcd_watch(channel: grpc.aio.Channel, start: int) -> Changes:
         stream.cancel()
 
 
-WATCHES: dict[str, Callable[[grpc.aio.Channel, int], Changes]] = {
+WATCHES: dict[str, Callable[[grpc.aio.Channel, int, str], Changes]] = {
     "workerstate": workerstate_watch,
     "etcd": etcd_watch,
 }
 
 
 def watcher_process(
-    system: str, address: str, count: int, start: int, ready: Any, last: Any, out: mp.Queue
+    system: str,
+    address: str,
+    count: int,
+    start: int,
+    ready: Any,
+    last: Any,
+    out: mp.Queue,
+    watch_filter: str = "none",
 ) -> None:
     """Run `count` watchers from `start`; report each one's revisions count and latencies.
 
@@ -94,7 +123,7 @@ def watcher_process(
         async def watch(i: int) -> None:
             expected = start
             in_order = True
-            stream = WATCHES[system](channels[i // STREAMS_PER_CHANNEL], start)
+            stream = WATCHES[system](channels[i // STREAMS_PER_CHANNEL], start, watch_filter)
             async for changes in stream:
                 received = time.time() * 1000
                 for revision, sent in changes:
@@ -169,7 +198,7 @@ class WorkerstateWriter(Writer):
         revision = 0
         for task_id in self.workers:
             await self.stub.CreateWorker(
-                pb.CreateWorkerRequest(task_id=task_id, branch="b", worktree="/w")
+                pb.CreateWorkerRequest(task_id=task_id, branch="b", worktree="/w", labels=LABELS)
             )
             response = await self.stub.Transition(
                 pb.TransitionRequest(
@@ -196,7 +225,7 @@ class WorkerstateWriter(Writer):
 
     async def sentinel(self) -> None:
         await self.stub.CreateWorker(
-            pb.CreateWorkerRequest(task_id="end", branch="b", worktree="/w")
+            pb.CreateWorkerRequest(task_id="end", branch="b", worktree="/w", labels=LABELS)
         )
 
 
@@ -243,14 +272,14 @@ def collect(
     return results, latencies
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
-
-
 def run(
-    watchers: int, rate: float, seconds: float, processes: int, system: str = "workerstate"
-) -> dict[str, object]:
+    watchers: int,
+    rate: float,
+    seconds: float,
+    processes: int,
+    system: str = "workerstate",
+    watch_filter: str = "none",
+) -> dict[str, Any]:
     start_server, writer_class = SERVERS[system]
     server = start_server()
     # One loop for the writer across setup, the run and the sentinel: its channel stays open.
@@ -269,7 +298,7 @@ def run(
         procs = [
             spawn.Process(
                 target=watcher_process,
-                args=(system, server.address, share, head + 1, ready, last, out),
+                args=(system, server.address, share, head + 1, ready, last, out, watch_filter),
             )
             for share in shares
             if share
@@ -293,7 +322,12 @@ def run(
         return {
             "workload": "W5 watch fan-out",
             "system": system,
-            "params": {"watchers": watchers, "rate": rate, "seconds": seconds},
+            "params": {
+                "watchers": watchers,
+                "rate": rate,
+                "seconds": seconds,
+                **({"filter": watch_filter} if watch_filter != "none" else {}),
+            },
             "events_per_watcher": expected,
             "every_event_delivered": complete and len(results) == watchers,
             "deliveries_per_s": round(len(latencies) / seconds),
@@ -318,10 +352,18 @@ def main() -> None:
     parser.add_argument(
         "--system", choices=SYSTEMS, default="workerstate", help="the server to measure"
     )
+    parser.add_argument(
+        "--filter",
+        choices=tuple(FILTERS),
+        default="none",
+        help="each workerstate watch's filter (every measured event passes it)",
+    )
     args = parser.parse_args()
+    if args.system == "etcd" and args.filter != "none":
+        parser.error("--filter is for workerstate: etcd's watch here is a plain prefix")
     if args.system == "etcd" and not Etcd.available():
         sys.exit(f"etcd is not installed: {etcd_bindings.INSTALL}")
-    row = run(args.watchers, args.rate, args.seconds, args.processes, args.system)
+    row = run(args.watchers, args.rate, args.seconds, args.processes, args.system, args.filter)
     print(json.dumps(row, indent=2))
     if not row["every_event_delivered"]:
         sys.exit("FAILED: some watcher missed events")

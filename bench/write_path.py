@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report
 import run
 from servers import READY, Floor, Server
 from workerstate.server.storage.sqlite import COMMIT_DELAY_ENV
@@ -86,7 +87,7 @@ def main() -> None:
             for r in new:
                 print(run.json.dumps(r), flush=True)
             rows += new
-    table = run.markdown(rows)
+    table = report.markdown(rows)
     (run.RESULTS / "write_path.md").write_text(table)
     print(table)
 

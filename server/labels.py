@@ -70,8 +70,8 @@ class Requirement:
     op: str  # "=", "!=", "in", "notin", "exists", "!"
     values: frozenset[str] = frozenset()
 
-    def holds(self, labels: Mapping[str, str]) -> bool:
-        value = labels.get(self.key)
+    def holds(self, value: str | None) -> bool:
+        """Whether a worker whose label `key` is `value` (None: no such label) passes."""
         if self.op in ("=", "in"):
             return value is not None and value in self.values
         if self.op in ("!=", "notin"):
@@ -89,10 +89,17 @@ class Selector:
         return bool(self.requirements)
 
     def matches(self, labels: Labels) -> bool:
-        if not self.requirements:
-            return True
-        mapping = dict(labels)
-        return all(r.holds(mapping) for r in self.requirements)
+        """Run once per worker of a listing: a worker has few labels, so finding a key by
+        scanning its sorted pairs beats building a dict of them for every worker."""
+        for requirement in self.requirements:
+            key, value = requirement.key, None
+            for k, v in labels:
+                if k == key:
+                    value = v
+                    break
+            if not requirement.holds(value):
+                return False
+        return True
 
 
 class SelectorError(ValueError):

@@ -80,7 +80,9 @@ class Liveness:
         early entries at their real crossing.
         """
         self.serving_since_ms = serving_since_ms
-        live = [w.task_id for w in self._view.newest_first() if w.state in LIVE_STATES]
+        live = [
+            w.task_id for w in self._view.newest_first(states=LIVE_STATES) if w.state in LIVE_STATES
+        ]
         first_due = serving_since_ms + self._thresholds.warn_ms
         self._levels = dict.fromkeys(live, StaleLevel.OK)
         self._due = [(first_due, task_id) for task_id in live]

@@ -42,7 +42,7 @@ class FinishedRetention:
         self._reason = f"retention: finished for {format_duration(after_ms)}"
         self._due = [
             (w.state_changed_at_ms, w.task_id)
-            for w in view.newest_first()
+            for w in view.newest_first(states=FINISHED_STATES)
             if w.state in FINISHED_STATES
         ]  # (finished at ms, task id), a heap
         heapq.heapify(self._due)

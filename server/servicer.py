@@ -171,7 +171,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         now_ms = self._core.clock.now_ms()
         response = pb.ListWorkersResponse(revision=self._core.view.head)
         page: list[pb.Worker] = []
-        for worker in self._core.view.newest_first(query.below_revision):
+        for worker in self._core.view.newest_first(query.below_revision, query.states):
             if query.states and worker.state not in query.states:
                 continue
             if not query.selector.matches(worker.labels):

@@ -55,6 +55,18 @@ def test_pages_cover_every_worker_once_newest_change_first(fleet):
     assert stamps == sorted(stamps, reverse=True)
 
 
+def test_a_filter_over_finished_and_active_states_pages_newest_first(fleet):
+    # FAILED and WORKING workers are held apart (finished ones must not slow the live view),
+    # so this listing merges the two: still one order, each worker once.
+    both = [S.WORKER_STATE_FAILED, S.WORKER_STATE_WORKING]
+    workers, _ = list_all(fleet, 33, states=both)
+    assert len({w.task_id for w in workers}) == len(workers) == 200
+    revisions = [w.revision for w in workers]
+    assert revisions == sorted(revisions, reverse=True)
+    live, _ = list_all(fleet, 33, states=[S.WORKER_STATE_WORKING])
+    assert [w.task_id for w in live] == [w.task_id for w in workers if w.state == both[1]]
+
+
 def test_default_page_size_is_100_and_large_sizes_are_capped(fleet):
     assert len(fleet.ListWorkers(pb.ListWorkersRequest()).workers) == 100
     assert len(fleet.ListWorkers(pb.ListWorkersRequest(page_size=5000)).workers) == 300

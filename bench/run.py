@@ -555,7 +555,8 @@ def w6(seconds: float) -> list[dict[str, Any]]:
         ((r, f"big-{r % 100_000}", now, now) for r in range(1, 1_000_001)),
     )
     conn.executemany(
-        "INSERT INTO workers VALUES (?, 'WORKING', 'b', 'w', NULL, ?, ?, ?)",
+        "INSERT INTO workers (task_id, state, branch, worktree, description, created_at_ms,"
+        " state_changed_at_ms, revision) VALUES (?, 'WORKING', 'b', 'w', NULL, ?, ?, ?)",
         ((f"big-{i}", now, now, 900_001 + i) for i in range(100_000)),
     )
     conn.execute("COMMIT")

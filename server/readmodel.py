@@ -56,15 +56,38 @@ class ReadModel:
         if self.retention is not None:
             self.retention.on_commit(events)
         if change_log.isEnabledFor(logging.INFO):
-            for event in events:
-                _log_change(event)
+            _log_changes(events)
 
     def compacted_to(self, revision: int) -> None:
         """Another daemon compacted the shared log up to `revision`."""
         self.hub.compacted_to(revision)
 
 
-def _log_change(event: Event) -> None:
+def _log_changes(events: list[Event]) -> None:
+    """One INFO line per change, but one per Apply batch (its changes at DEBUG): a batch of a
+    thousand would bury the log, and logging each line costs more than storing the change."""
+    batch_first: Event | None = None
+    for event in events:
+        if not event.batch_end:
+            _log_change(event)
+            continue
+        if change_log.isEnabledFor(logging.DEBUG):
+            _log_change(event, logging.DEBUG)
+        batch_first = batch_first or event
+        if event.revision == event.batch_end:
+            by = f" by {event.actor}" if event.actor else ""
+            change_log.info(
+                "batch of %d changes%s (revisions %d-%d)",
+                event.revision - batch_first.revision + 1,
+                by,
+                batch_first.revision,
+                event.revision,
+                extra={"batch_first": batch_first.revision, "revision": event.revision},
+            )
+            batch_first = None
+
+
+def _log_change(event: Event, level: int = logging.INFO) -> None:
     worker = event.worker
     before = event.from_state.value if event.from_state else "new"
     after = "deleted" if event.type is EventType.DELETED else worker.state.value
@@ -79,4 +102,4 @@ def _log_change(event: Event) -> None:
         fields["actor"] = event.actor
         message = message.replace(" (revision", " by %s (revision")
         args = (*args, event.actor)
-    change_log.info(message, *args, event.revision, extra=fields)
+    change_log.log(level, message, *args, event.revision, extra=fields)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -324,7 +323,9 @@ class Writer:
             requests[command.request_id] = (fingerprint, answer)
         return answer
 
-    def _apply_change(self, change: Change, now_ms: int, undo: dict[str, Worker | None]) -> Event:
+    def _apply_change(
+        self, change: Change, now_ms: int, undo: dict[str, Worker | None], batch_end: int = 0
+    ) -> Event:
         task_id = change.task_id
         event = domain.apply(
             change,
@@ -332,6 +333,7 @@ class Writer:
             self._head + 1,
             now_ms,
             self._stored_beats.get(task_id) if isinstance(change, FailSilent) else None,
+            batch_end,
         )
         self._take(event, undo)
         return event
@@ -342,19 +344,19 @@ class Writer:
         """Apply every change of a batch, or, when one is refused, none: memory is put back
         as it was before the batch, and the rest of the group goes on."""
         head_before = self._head
+        end = head_before + len(changes)  # each change makes exactly one event
         mine: dict[str, Worker | None] = {}
         events = []
         for index, change in enumerate(changes):
             try:
-                events.append(self._apply_change(change, now_ms, mine))
+                events.append(self._apply_change(change, now_ms, mine, end))
             except WorkerStateError as error:
                 self._restore(mine)
                 self._head = head_before
                 raise OperationFailed(index, error) from None
         for task_id, worker in mine.items():
             undo.setdefault(task_id, worker)
-        end = events[-1].revision
-        return [dataclasses.replace(event, batch_end=end) for event in events]
+        return events
 
     def _take(self, event: Event, undo: dict[str, Worker | None]) -> None:
         """Apply a committed or pending event to the workers in memory."""

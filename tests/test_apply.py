@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from harness import Watcher, create, details, unique
+from harness import Watcher, create, details, unique, wait_until
 from workerstate.v1 import workerstate_pb2 as pb
 
 S = pb.WorkerState
@@ -295,3 +295,16 @@ def test_calls_without_a_token_have_no_actor(stub):
     task = create(stub).task_id
     (event,) = stub.ListEvents(pb.ListEventsRequest(task_id=task)).events
     assert event.actor == ""
+
+
+def test_a_batch_logs_one_line_and_its_changes_at_debug(make_daemon):
+    daemon = make_daemon()
+    tasks = [unique() for _ in range(3)]
+    answer = daemon.stub.Apply(pb.ApplyRequest(operations=[make(t) for t in tasks]))
+    first = answer.results[0].revision
+    line = f"batch of 3 changes (revisions {first}-{answer.revision})"
+    wait_until(lambda: any(line in entry for entry in daemon.log))
+    assert not any(f"worker {tasks[1]} new -> ASSIGNED" in entry for entry in daemon.log)
+    verbose = make_daemon("--log-level", "debug", db=daemon.db.with_name("debug.db"))
+    verbose.stub.Apply(pb.ApplyRequest(operations=[make(t) for t in tasks]))
+    wait_until(lambda: any(f"worker {tasks[1]} new -> ASSIGNED" in e for e in verbose.log))

@@ -8,6 +8,7 @@ before labels existed).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -33,10 +34,13 @@ _STATES = {s.value: s for s in WorkerState}
 _TYPES = {t.value: t for t in EventType}
 
 
+@functools.lru_cache(maxsize=4096)
 def labels_text(labels: Labels) -> str:
+    """Cached: a fleet has few distinct label sets, and every stored row writes one twice."""
     return json.dumps(dict(labels), separators=(",", ":")) if labels else ""
 
 
+@functools.lru_cache(maxsize=4096)
 def labels_from_text(text: str | None) -> Labels:
     return tuple(sorted(json.loads(text).items())) if text else ()
 

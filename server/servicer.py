@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from workerstate.v1 import workerstate_pb2 as pb
@@ -28,8 +28,6 @@ from .domain import (
 from .errors import reported, reported_stream
 from .messages import STATE_TO_PB, event_message, set_time, worker_message
 from .watch import Sources, Watch
-
-T = TypeVar("T")
 
 
 class WorkerService(pb_grpc.WorkerServiceServicer):
@@ -60,23 +58,6 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
     def _check_open(self) -> None:
         if self._stopping:
             raise ShuttingDown()
-
-    async def _interruptible(self, awaitable: Awaitable[T]) -> T:
-        """Await something only the client can end (its next message), unless shutdown
-        comes first."""
-        self._check_open()
-        task = asyncio.current_task()
-        assert task is not None
-        self._parked.add(task)
-        try:
-            return await awaitable
-        except asyncio.CancelledError:
-            if not self._stopping:
-                raise
-            task.uncancel()
-            raise ShuttingDown() from None
-        finally:
-            self._parked.discard(task)
 
     def _worker(self, worker: Worker, now_ms: int) -> pb.Worker:
         return worker_message(
@@ -235,12 +216,27 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
     ) -> AsyncIterator[pb.HeartbeatResponse]:
         self.heartbeat_streams += 1
         requests = aiter(request_iterator)
+        task = asyncio.current_task()
+        assert task is not None
+        parked = self._parked
         try:
             while True:
+                # Parked (cancellable by shutdown) only while it waits for the client's next
+                # beat, never while grpc writes an answer. Inline, not a helper coroutine:
+                # this runs once per beat, and beats are most of a fleet's traffic.
+                self._check_open()
+                parked.add(task)
                 try:
-                    request = await self._interruptible(anext(requests))
+                    request = await anext(requests)
                 except StopAsyncIteration:
                     return
+                except asyncio.CancelledError:
+                    if not self._stopping:
+                        raise
+                    task.uncancel()
+                    raise ShuttingDown() from None
+                finally:
+                    parked.discard(task)
                 yield self._beat(request)
         finally:
             self.heartbeat_streams -= 1

@@ -24,11 +24,6 @@ Save = Callable[[SaveHeartbeats], Awaitable[int]]
 
 log = logging.getLogger(__name__)
 
-# Beats written by one writer job. A group's statements run on the event loop, so a fleet's
-# whole flush in one job (10,000 rows) would stall every call for tens of milliseconds;
-# in chunks, calls queued meanwhile commit between them.
-FLUSH_CHUNK = 1000
-
 
 class Heartbeats:
     """Beat times by task id, and the ones not yet written."""
@@ -93,21 +88,17 @@ class Heartbeats:
         return min((ms for ms, _ in self._unsaved.values()), default=None)
 
     async def flush(self, save: Save) -> None:
-        """Write the beats received since the last flush, FLUSH_CHUNK to a writer job; on
-        failure keep what was not written for the next flush."""
+        """Write the beats received since the last flush; on failure keep them for the next."""
         if not self._unsaved:
             return
         batch, self._unsaved = self._unsaved, {}
-        rows = [(task_id, ms, activity) for task_id, (ms, activity) in batch.items()]
-        for start in range(0, len(rows), FLUSH_CHUNK):
-            try:
-                await save(SaveHeartbeats(tuple(rows[start : start + FLUSH_CHUNK])))
-            except WorkerStateError as e:
-                left = {task_id: (ms, activity) for task_id, ms, activity in rows[start:]}
-                log.warning("could not save %d heartbeats, will retry: %s", len(left), e)
-                # Newer beats that arrived meanwhile win over the ones being put back.
-                self._unsaved = left | self._unsaved
-                return
+        try:
+            rows = tuple((task_id, ms, activity) for task_id, (ms, activity) in batch.items())
+            await save(SaveHeartbeats(rows))
+        except WorkerStateError as e:
+            log.warning("could not save %d heartbeats, will retry: %s", len(batch), e)
+            # Newer beats that arrived meanwhile win over the ones being put back.
+            self._unsaved = batch | self._unsaved
 
     async def flush_every(self, save: Save, interval_s: float) -> None:
         while True:

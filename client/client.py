@@ -34,6 +34,7 @@ import grpc
 from workerstate.v1 import workerstate_pb2 as pb
 from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
+from . import operations as ops
 from .errors import (
     TRANSIENT,
     RevisionCompacted,
@@ -194,14 +195,10 @@ class AsyncWorkerClient:
         labels: Mapping[str, str] | None = None,
     ) -> Worker:
         """Create a worker in ASSIGNED."""
-        request = pb.CreateWorkerRequest(
-            task_id=task_id,
-            branch=branch,
-            worktree=worktree,
-            description=description,
-            request_id=request_id or uuid.uuid4().hex,
-            labels=labels or {},
-        )
+        request = ops.create(
+            task_id, branch=branch, worktree=worktree, description=description, labels=labels
+        ).create
+        request.request_id = request_id or uuid.uuid4().hex
         return Worker.from_pb((await self._call(self.stub.CreateWorker, request)).worker)
 
     async def transition(
@@ -215,23 +212,18 @@ class AsyncWorkerClient:
         request_id: str | None = None,
     ) -> Worker:
         """Compare-and-set move; raises StaleState if the worker is not in `from_state`."""
-        request = pb.TransitionRequest(
-            task_id=task_id,
-            from_state=WorkerState(from_state).to_pb(),
-            to_state=WorkerState(to_state).to_pb(),
-            expected_revision=expected_revision or 0,
-            reason=reason,
-            request_id=request_id or uuid.uuid4().hex,
-        )
+        request = ops.transition(
+            task_id, from_state, to_state, expected_revision=expected_revision, reason=reason
+        ).transition
+        request.request_id = request_id or uuid.uuid4().hex
         return Worker.from_pb((await self._call(self.stub.Transition, request)).worker)
 
     async def fail(
         self, task_id: str, reason: str = "", *, request_id: str | None = None
     ) -> Worker:
         """Move a worker (from any state but COMPLETED) to FAILED."""
-        request = pb.FailWorkerRequest(
-            task_id=task_id, reason=reason, request_id=request_id or uuid.uuid4().hex
-        )
+        request = ops.fail(task_id, reason).fail
+        request.request_id = request_id or uuid.uuid4().hex
         return Worker.from_pb((await self._call(self.stub.FailWorker, request)).worker)
 
     async def set_labels(
@@ -243,12 +235,8 @@ class AsyncWorkerClient:
         request_id: str | None = None,
     ) -> Worker:
         """Replace the worker's labels with `labels` (in any state)."""
-        request = pb.SetLabelsRequest(
-            task_id=task_id,
-            labels=labels,
-            expected_revision=expected_revision or 0,
-            request_id=request_id or uuid.uuid4().hex,
-        )
+        request = ops.set_labels(task_id, labels, expected_revision=expected_revision).set_labels
+        request.request_id = request_id or uuid.uuid4().hex
         return Worker.from_pb((await self._call(self.stub.SetLabels, request)).worker)
 
     async def delete(
@@ -260,12 +248,8 @@ class AsyncWorkerClient:
         request_id: str | None = None,
     ) -> Worker:
         """Delete a COMPLETED or FAILED worker; returns it as it was."""
-        request = pb.DeleteWorkerRequest(
-            task_id=task_id,
-            expected_revision=expected_revision or 0,
-            reason=reason,
-            request_id=request_id or uuid.uuid4().hex,
-        )
+        request = ops.delete(task_id, expected_revision=expected_revision, reason=reason).delete
+        request.request_id = request_id or uuid.uuid4().hex
         return Worker.from_pb((await self._call(self.stub.DeleteWorker, request)).worker)
 
     async def apply(

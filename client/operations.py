@@ -8,6 +8,7 @@
     ])
 
 An operation carries no request id of its own: apply()'s request id covers the whole batch.
+The client's single calls build their requests here too, and add a request id.
 """
 
 from __future__ import annotations

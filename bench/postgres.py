@@ -78,6 +78,8 @@ RESULTS = BENCH / "results"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WARMUP = 1.0  # run.client_process's warm-up, which the servers' CPU deltas include
 TARGET_2_VS_1 = 1.5  # the issue's: two daemons reach 1.5x one daemon's W1 at 64 in flight
+# The lock's ceiling must allow at least this many daemons' worth of changes/s (issue 22).
+TARGET_LOCK_CEILING = 4.0
 TARGET_FRESH_MS = 100.0  # the issue's: cross-daemon visibility within 100 ms at p99
 Row = dict[str, Any]
 
@@ -186,7 +188,8 @@ class Sample:
 
     daemon_cpu: float
     pg_cpu: float
-    commits: list[tuple[float, float, float]]  # per daemon: groups, jobs, seconds committing
+    # per daemon: groups, jobs, seconds committing, seconds holding the write lock
+    commits: list[tuple[float, float, float, float]]
 
     @classmethod
     def take(cls, system: System) -> Sample:
@@ -198,6 +201,7 @@ class Sample:
                     m.get("workerstate_commit_batch_size_count", 0.0),
                     m.get("workerstate_commit_batch_size_sum", 0.0),
                     m.get("workerstate_commit_duration_seconds_sum", 0.0),
+                    m.get("workerstate_commit_lock_seconds_sum", 0.0),
                 )
             )
         return cls(
@@ -258,6 +262,8 @@ def w1(system: System, factory: str, clients: int, seconds: float) -> Row:
             r["changes_per_group"] = round(jobs / groups, 2)
             r["commits_per_s"] = round(r["ops_per_s"] * groups / jobs)
             r["commit_ms"] = round(sum(d[2] for d in deltas) * 1000 / groups, 2)
+            # The serial section: from taking the revision row lock to the end of COMMIT.
+            r["lock_ms"] = round(sum(d[3] for d in deltas) * 1000 / groups, 3)
             if len(deltas) > 1:
                 r["per_daemon_group"] = [round(d[1] / d[0], 2) if d[0] else None for d in deltas]
     return r
@@ -553,6 +559,7 @@ COLUMNS = (
     "changes_per_group",
     "commits_per_s",
     "commit_ms",
+    "lock_ms",
     "rss_mb",
 )
 
@@ -571,6 +578,30 @@ def _find(rows: list[Row], workload: str, system: str, n: int | None = None) -> 
         ):
             return r
     return None
+
+
+def cluster_model(one: Row) -> list[str]:
+    """What N daemons on N cores could reach, from one daemon's W1 at 64 in flight.
+
+    Groups from every daemon hold the revision row lock one after another, so the lock
+    admits at most 1 / lock_ms groups a second across the cluster: its ceiling in changes/s
+    is changes_per_group / lock_ms. Below it, each daemon adds its own throughput (its CPU,
+    on a core of its own). The lock saturates at N = ceiling / one daemon's changes/s."""
+    lock_s = one["lock_ms"] / 1000
+    ceiling = one["changes_per_group"] / lock_s
+    per_daemon = one["ops_per_s"]
+    saturates = ceiling / per_daemon
+    met = "met" if saturates >= TARGET_LOCK_CEILING else "MISSED"
+    share = one["lock_ms"] / one["commit_ms"] if one.get("commit_ms") else 0.0
+    return [
+        f"- cluster model, W1 N=64 on 1 daemon: each group of {one['changes_per_group']} "
+        f"changes holds the revision lock {one['lock_ms']} ms ({share:.0%} of its "
+        f"{one['commit_ms']} ms commit); daemon CPU {one['server_cpu_ms_per_op']} ms a change",
+        f"- cluster model: the lock admits {ceiling:,.0f} changes/s; one daemon does "
+        f"{per_daemon:,}/s, so N daemons on N cores reach min(N x {per_daemon:,}, "
+        f"{ceiling:,.0f})/s and the lock saturates at N = {saturates:.1f} "
+        f"(target >= {TARGET_LOCK_CEILING}x one daemon) {met}",
+    ]
 
 
 def ratios(rows: list[Row]) -> list[str]:
@@ -597,6 +628,8 @@ def ratios(rows: list[Row]) -> list[str]:
             f"{two.get('commits_per_s')} commits/s of {two.get('changes_per_group')} changes "
             f"(per daemon {two.get('per_daemon_group')}), {two.get('commit_ms')} ms each"
         )
+    if one and one.get("lock_ms"):
+        lines.extend(cluster_model(one))
     for name, r in (("PG 1 daemon", one), ("PG 2 daemons", two)):
         if r and sqlite:
             ratio = r["ops_per_s"] / sqlite["ops_per_s"]

@@ -18,7 +18,8 @@ from .messages import event_message
 from .retention import FinishedRetention
 from .view import WorkerView
 
-# One line per stored change, at INFO: task, from, to, revision (fields in JSON logs).
+# One line per stored change (per Apply batch), at INFO: task, from, to, revision, actor
+# (fields of their own in JSON logs).
 change_log = logging.getLogger("workerstate.changes")
 
 
@@ -39,10 +40,6 @@ class ReadModel:
         self.heartbeats = heartbeats
         self.liveness = liveness
         self.retention = retention
-
-    @property
-    def head(self) -> int:
-        return self.view.head
 
     def apply(self, events: list[Event]) -> None:
         """Readers see a change only now that it is durable; messages are built once here

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from .batchfile import edited, label_pair, labels_text, operations
 from .client import DEFAULT_TARGET, RetryPolicy, Security, WorkerClient
 from .describe import age, describe, timestamp
-from .durations import parse_duration, positive_duration
+from .durations import positive_duration
 from .errors import (
     InvalidArgument,
     InvalidTransition,
@@ -338,10 +338,7 @@ def _revision(text: str) -> int:
 
 def _timeout(text: str) -> float:
     """Seconds, from a duration written like the daemon's flags."""
-    ms = parse_duration(text)
-    if ms <= 0:
-        raise argparse.ArgumentTypeError(f"timeout {text!r} must be greater than zero")
-    return ms / 1000
+    return positive_duration(text) / 1000
 
 
 def _server(text: str) -> str:

@@ -33,6 +33,7 @@ from .labels import Selector, SelectorError, as_labels, label_problems, parse_se
 from .messages import LEVEL_FROM_PB, STATE_FROM_PB
 
 TASK_ID_MAX = 128
+ACTIVITY_MAX = 1024
 BRANCH_MAX = 256
 TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]*")
 REQUEST_ID = re.compile(r"[!-~]*")  # printable ASCII, no spaces
@@ -264,12 +265,12 @@ def heartbeat(request: pb.HeartbeatRequest) -> tuple[str, str]:
     if (
         len(task_id) <= TASK_ID_MAX
         and TASK_ID.fullmatch(task_id)
-        and len(activity) <= 1024
+        and len(activity) <= ACTIVITY_MAX
         and not CONTROL.search(activity)
     ):
         return task_id, activity
     c = _Checker()
-    beat = c.task_id(request.task_id), c.text("activity", request.activity, 1024)
+    beat = c.task_id(request.task_id), c.text("activity", request.activity, ACTIVITY_MAX)
     c.done()
     return beat
 

@@ -4,31 +4,40 @@
     python bench/fleet.py --quick            # 1,000 workers (500 beats/s), 2 s (a smoke run)
     python bench/fleet.py --workers 4000 --period 1
 
-A fleet's client library multiplexes its workers' beats onto a few StreamHeartbeats streams,
-so here each stream carries --per-stream workers (100), each beating once a --period, spread
-evenly over it, from two client processes. One daemon, default (durable) settings, with a
-metrics listener. Three phases, each --seconds long, in this order:
+The fleet runs on hosts of --per-stream (100) workers, each host one AsyncWorkerClient whose
+heartbeaters (`client.heartbeater(task_id, interval=period)`) share one StreamHeartbeats
+stream, as the library multiplexes them: the beats due together go as one message. Each
+worker starts at a random moment of the first period, so beats spread evenly over it. The
+hosts run in two client processes. One daemon, default (durable) settings, with a metrics
+listener. Three phases, each --seconds long, in this order:
 
 1. an idle fleet (the workers exist, nobody beats) while a probe makes paced transitions;
 2. the fleet beating, with the same probe;
 3. idle again, with the probe (its latencies pool with phase 1's as the idle baseline).
 
-Reported for phase 2: beats/s received back; the daemon's CPU per beat and as a share of one
-core, net of the probe's (its rate in the idle phases); peak RSS; the database commits per
-second that heartbeats add (`workerstate_commit_batch_size_count`, fleet phase minus idle); the
-heartbeat rows those commits write, derived (each flush upserts every worker that beat since the
-last: the beats in one --heartbeat-flush interval, at most the fleet); and the probe's p99.
+Reported for phase 2: beats/s the daemon recorded (`workerstate_heartbeats_received_total`)
+and the messages that carried them; the daemon's CPU per beat and as a share of one core, net
+of the probe's (its rate in the idle phases); peak RSS; the database commits per second that
+heartbeats add (`workerstate_commit_batch_size_count`, fleet phase minus idle); the heartbeat
+rows those commits write, derived (each flush upserts every worker that beat since the last:
+the beats in one --heartbeat-flush interval, at most the fleet); and the probe's p99.
 Goals: 5,000 beats/s held at no more than 35% of one core; the probe's p99 within 1.5x idle.
+
+For context, two more rows without the probe: the same fleet sending one beat a message on
+raw streams (what a client without `more` costs the daemon), and the floor (bench/floor.py,
+an empty grpc.aio echo) under that same one-message-a-beat load: gRPC's own cost per message.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import statistics
 import sys
 import time
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +47,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk import apply_all, create
 from report import Row, Target, machine_note, percentile, write
 from run import MP
+from servers import Floor
 from watch_fanout import WorkerstateWriter
+from workerstate.client import AsyncWorkerClient
 from workerstate.v1 import workerstate_pb2 as pb
-from workerstate.v1 import workerstate_pb2_grpc as pb_grpc
 
 BEATS = "W8 fleet heartbeats"
 PROBE = "W8 transitions"
+HEARTBEATERS = "heartbeaters"  # the library's: one stream a host, the beats due together
+ONE_A_MESSAGE = "one beat a message"  # raw streams, a message per beat
 STREAMS_PER_CHANNEL = 50
 FLUSH_S = 1.0  # the daemon's default --heartbeat-flush
 TARGET_CORE = 35.0  # % of one core
@@ -51,62 +63,100 @@ TARGET_RATE = 5000  # beats/s the core budget is for
 TARGET_P99 = 1.5
 
 
-# -- the fleet: client processes, each with streams of many workers ----------------------------
+# -- the fleet: client processes, each with hosts of many workers ------------------------------
+
+
+async def _host(
+    address: str, task_ids: list[str], period: float, stop: Any, out: list[int]
+) -> None:
+    """One host's workers on one client, each beating once a `period` from a random start;
+    out[1] counts the heartbeaters that ended (refused, or their worker finished)."""
+    async with AsyncWorkerClient(address) as client, contextlib.AsyncExitStack() as stack:
+        running = []
+        starts = sorted(random.uniform(0, period) for _ in task_ids)
+        began = time.monotonic()
+        for task_id, start in zip(task_ids, starts, strict=True):
+            await asyncio.sleep(max(0.0, began + start - time.monotonic()))
+            running.append(await stack.enter_async_context(client.heartbeater(task_id, period)))
+        await asyncio.to_thread(stop.wait)
+        out[1] += sum(h.ended.is_set() for h in running)
+
+
+async def _raw_streams(
+    address: str, task_ids: list[str], per_stream: int, period: float, stop: Any, out: list[int]
+) -> None:
+    """One beat a message: each stream's workers take turns, spread evenly over `period`.
+    `address` with a leading "floor:" sends raw bytes to the floor's echo instead."""
+    floor = address.startswith("floor:")
+    address = address.removeprefix("floor:")
+    groups = [task_ids[i : i + per_stream] for i in range(0, len(task_ids), per_stream)]
+    channels = [
+        grpc.aio.insecure_channel(address)
+        for _ in range((len(groups) + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)
+    ]
+
+    async def stream(index: int, ids: list[str]) -> None:
+        channel = channels[index // STREAMS_PER_CHANNEL]
+        method = "/floor.Floor/Bidi" if floor else "/workerstate.v1.WorkerService/StreamHeartbeats"
+        call = channel.stream_stream(method)()
+        requests = [
+            pb.HeartbeatRequest(task_id=t, activity="working").SerializeToString() for t in ids
+        ]
+        slot = period / len(ids)
+
+        async def read() -> None:
+            async for _ in call:
+                out[0] += 1
+
+        reader = asyncio.ensure_future(read())
+        begin = time.monotonic() + random.uniform(0, period)
+        sent = 0
+        try:
+            while not stop.is_set():
+                await asyncio.sleep(max(0.0, begin + sent * slot - time.monotonic()))
+                # Catch up on every beat now due: a late wake-up does not lower the rate.
+                while begin + sent * slot <= time.monotonic():
+                    await call.write(requests[sent % len(requests)])
+                    sent += 1
+            await call.done_writing()
+            await reader
+        except grpc.aio.AioRpcError:
+            out[1] += 1
+            reader.cancel()
+
+    await asyncio.gather(*(stream(i, ids) for i, ids in enumerate(groups)))
+    for channel in channels:
+        await channel.close()
 
 
 def fleet_process(
-    address: str, task_ids: list[str], per_stream: int, period: float, stop: Any, counts: Any
+    address: str,
+    task_ids: list[str],
+    per_stream: int,
+    period: float,
+    client: str,
+    stop: Any,
+    counts: Any,
 ) -> None:
-    """Beat every worker of `task_ids` once a `period` until `stop`; counts[0] is the beats
-    answered so far, counts[1] the streams that failed."""
+    """Beat every worker of `task_ids` once a `period` until `stop`. counts[0] is the beats
+    answered so far (raw streams only), counts[1] the streams or heartbeaters that failed."""
 
     async def main() -> None:
-        answered = failed = 0
-        groups = [task_ids[i : i + per_stream] for i in range(0, len(task_ids), per_stream)]
-        channels = [
-            grpc.aio.insecure_channel(address)
-            for _ in range((len(groups) + STREAMS_PER_CHANNEL - 1) // STREAMS_PER_CHANNEL)
-        ]
-
-        async def stream(index: int, ids: list[str]) -> None:
-            nonlocal answered, failed
-            stub = pb_grpc.WorkerServiceStub(channels[index // STREAMS_PER_CHANNEL])
-            call = stub.StreamHeartbeats()
-            requests = [pb.HeartbeatRequest(task_id=t, activity="working") for t in ids]
-            slot = period / len(ids)
-
-            async def read() -> None:
-                nonlocal answered
-                async for _ in call:
-                    answered += 1
-
-            reader = asyncio.ensure_future(read())
-            begin = time.monotonic() + random.uniform(0, slot * len(ids))
-            sent = 0
-            try:
-                while not stop.is_set():
-                    await asyncio.sleep(max(0.0, begin + sent * slot - time.monotonic()))
-                    # Catch up on every beat now due: a late wake-up does not lower the rate.
-                    while begin + sent * slot <= time.monotonic():
-                        await call.write(requests[sent % len(requests)])
-                        sent += 1
-                await call.done_writing()
-                await reader
-            except grpc.aio.AioRpcError:
-                failed += 1
-                reader.cancel()
+        out = [0, 0]
 
         async def report() -> None:
             while not stop.is_set():
-                counts[0], counts[1] = answered, failed
+                counts[0], counts[1] = out
                 await asyncio.sleep(0.1)
 
         reporter = asyncio.ensure_future(report())
-        await asyncio.gather(*(stream(i, ids) for i, ids in enumerate(groups)))
+        if client == HEARTBEATERS:
+            hosts = [task_ids[i : i + per_stream] for i in range(0, len(task_ids), per_stream)]
+            await asyncio.gather(*(_host(address, ids, period, stop, out) for ids in hosts))
+        else:
+            await _raw_streams(address, task_ids, per_stream, period, stop, out)
         reporter.cancel()
-        counts[0], counts[1] = answered, failed
-        for channel in channels:
-            await channel.close()
+        counts[0], counts[1] = out
 
     asyncio.run(main())
 
@@ -115,21 +165,28 @@ class Fleet:
     """The client processes, started and stopped together."""
 
     def __init__(
-        self, address: str, workers: int, per_stream: int, period: float, processes: int
+        self,
+        address: str,
+        workers: int,
+        per_stream: int,
+        period: float,
+        processes: int,
+        client: str = HEARTBEATERS,
     ) -> None:
         self.stop = MP.Event()
         ids = [f"fleet-{i}" for i in range(workers)]
-        # Whole streams to each process: a stream's workers never straddle two.
-        streams = [ids[i : i + per_stream] for i in range(0, workers, per_stream)]
+        # Whole hosts to each process: a host's workers never straddle two.
+        hosts = [ids[i : i + per_stream] for i in range(0, workers, per_stream)]
         self.counts = [MP.Array("q", 2) for _ in range(processes)]
         self.procs = [
             MP.Process(
                 target=fleet_process,
                 args=(
                     address,
-                    [t for s in streams[p::processes] for t in s],
+                    [t for h in hosts[p::processes] for t in h],
                     per_stream,
                     period,
+                    client,
                     self.stop,
                     self.counts[p],
                 ),
@@ -170,10 +227,32 @@ class Probe(WorkerstateWriter):
         return revision
 
 
-def commits(metrics: str) -> float:
-    from postgres import scrape
+@dataclass(frozen=True)
+class Tally:
+    """The daemon's counters that a phase reads before and after (or their difference)."""
 
-    return scrape(metrics).get("workerstate_commit_batch_size_count", 0.0)
+    cpu: float
+    commits: float
+    beats: float
+    messages: float
+
+    @classmethod
+    def read(cls, daemon: Any) -> Tally:
+        from postgres import scrape
+
+        samples = scrape(daemon.metrics)
+        return cls(
+            daemon.cpu_seconds(),
+            samples.get("workerstate_commit_batch_size_count", 0.0),
+            samples.get("workerstate_heartbeats_received_total", 0.0),
+            samples.get("workerstate_heartbeat_messages_total", 0.0),
+        )
+
+    def since(self, before: Tally) -> Tally:
+        return Tally(*(a - b for a, b in zip(astuple(self), astuple(before), strict=True)))
+
+
+Phase = tuple[list[float], Tally]  # the probe's latencies, what the daemon counted meanwhile
 
 
 def measure(
@@ -200,18 +279,15 @@ def measure(
         loop.run_until_complete(probe.setup(max(8, int(probe_rate))))
         loop.run_until_complete(probe.change(0))  # the warm-up
 
-        def phase() -> tuple[list[float], float, float, int]:
-            """The probe for `seconds`: (its latencies, daemon CPU s, commits, beats)."""
+        def phase(with_probe: bool = True) -> Phase:
+            """`seconds` of the probe (or of nothing), and the daemon's counts meanwhile."""
             probe.latencies = []
-            cpu, done = daemon.cpu_seconds(), commits(daemon.metrics)
-            beats = fleet.answered() if fleet else 0
-            loop.run_until_complete(probe.run(probe_rate, seconds))
-            return (
-                probe.latencies,
-                daemon.cpu_seconds() - cpu,
-                commits(daemon.metrics) - done,
-                (fleet.answered() if fleet else 0) - beats,
-            )
+            before = Tally.read(daemon)
+            if with_probe:
+                loop.run_until_complete(probe.run(probe_rate, seconds))
+            else:
+                time.sleep(seconds)
+            return probe.latencies, Tally.read(daemon).since(before)
 
         idle_before = phase()
         fleet = Fleet(daemon.address, workers, per_stream, period, processes)
@@ -224,52 +300,99 @@ def measure(
         time.sleep(FLUSH_S * 2)  # the last beats flushed before the idle phase
         idle_after = phase()
         loop.run_until_complete(probe.channel.close())
+        # Context: the same fleet, one beat a message, on this daemon and on the floor.
+        fleet = Fleet(daemon.address, workers, per_stream, period, processes, ONE_A_MESSAGE)
+        time.sleep(period + 2.0)
+        raw = phase(with_probe=False)[1]
+        raw_failed = fleet.failed()
+        fleet.close()
+        fleet = None
+        floor = floor_phase(workers, per_stream, period, processes, seconds)
     finally:
         if fleet:
             fleet.close()
         asyncio.set_event_loop(None)
         loop.close()
         daemon.stop()
-    return rows(
-        workers, period, per_stream, probe_rate, seconds, idle_before, busy, idle_after, rss, failed
-    )
+    params = {"workers": workers, "period_s": period, "per_stream": per_stream}
+    return [
+        *rows(params, probe_rate, seconds, idle_before, busy, idle_after, rss, failed),
+        one_a_message_row("workerstate (SQLite)", params, seconds, raw, raw_failed),
+        one_a_message_row("floor", params, seconds, *floor),
+    ]
+
+
+def floor_phase(
+    workers: int, per_stream: int, period: float, processes: int, seconds: float
+) -> tuple[Tally, int]:
+    """The one-beat-a-message fleet against the floor's echo: its CPU and the echoes."""
+    server = Floor()
+    fleet = Fleet(f"floor:{server.address}", workers, per_stream, period, processes, ONE_A_MESSAGE)
+    try:
+        time.sleep(period + 2.0)
+        cpu, answered = server.cpu_seconds(), fleet.answered()
+        time.sleep(seconds)
+        echoes = fleet.answered() - answered
+        return Tally(server.cpu_seconds() - cpu, 0.0, echoes, echoes), fleet.failed()
+    finally:
+        fleet.close()
+        server.stop()
+
+
+def one_a_message_row(
+    system: str, params: dict[str, Any], seconds: float, tally: Tally, failed: int
+) -> Row:
+    """A context row: the daemon's (or the floor's) gross CPU for one beat a message."""
+    return {
+        "workload": BEATS,
+        "system": system,
+        "params": {**params, "client": ONE_A_MESSAGE},
+        "ops_per_s": round(tally.beats / seconds),
+        "p50_ms": None,
+        "p99_ms": None,
+        "p999_ms": None,
+        "errors": failed,
+        "server_cpu_ms_per_op": round(tally.cpu * 1000 / tally.beats, 4) if tally.beats else None,
+        "rss_mb": None,
+        "core_percent": round(tally.cpu / seconds * 100, 1),
+        "messages_per_s": round(tally.messages / seconds),
+    }
 
 
 def rows(
-    workers: int,
-    period: float,
-    per_stream: int,
+    params: dict[str, Any],
     probe_rate: float,
     seconds: float,
-    idle_before: tuple[list[float], float, float, int],
-    busy: tuple[list[float], float, float, int],
-    idle_after: tuple[list[float], float, float, int],
+    idle_before: Phase,
+    busy: Phase,
+    idle_after: Phase,
     rss: float,
     failed: int,
 ) -> list[Row]:
     """The fleet's row (net of the probe) and the probe's, idle (both idle phases) and busy."""
     idle_lat = idle_before[0] + idle_after[0]
-    idle_cpu_per_s = (idle_before[1] + idle_after[1]) / (2 * seconds)
-    idle_commits_per_s = (idle_before[2] + idle_after[2]) / (2 * seconds)
-    latencies, cpu, done, beats = busy
-    net_cpu = max(0.0, cpu - idle_cpu_per_s * seconds)
-    beats_per_s = beats / seconds
-    params = {"workers": workers, "period_s": period, "per_stream": per_stream}
+    idle_cpu_per_s = (idle_before[1].cpu + idle_after[1].cpu) / (2 * seconds)
+    idle_commits_per_s = (idle_before[1].commits + idle_after[1].commits) / (2 * seconds)
+    latencies, tally = busy
+    net_cpu = max(0.0, tally.cpu - idle_cpu_per_s * seconds)
+    beats_per_s = tally.beats / seconds
+    workers = params["workers"]
     fleet_row: Row = {
         "workload": BEATS,
         "system": "workerstate (SQLite)",
-        "params": params,
+        "params": {**params, "client": HEARTBEATERS},
         "ops_per_s": round(beats_per_s),
         "p50_ms": None,
         "p99_ms": None,
         "p999_ms": None,
         "errors": failed,
-        "server_cpu_ms_per_op": round(net_cpu * 1000 / beats, 4) if beats else None,
+        "server_cpu_ms_per_op": round(net_cpu * 1000 / tally.beats, 4) if tally.beats else None,
         "rss_mb": round(rss, 1),
-        "target_beats_per_s": round(workers / period),
+        "target_beats_per_s": round(workers / params["period_s"]),
         "core_percent": round(net_cpu / seconds * 100, 1),
-        "core_percent_with_probe": round(cpu / seconds * 100, 1),
-        "heartbeat_commits_per_s": round(done / seconds - idle_commits_per_s, 2),
+        "core_percent_with_probe": round(tally.cpu / seconds * 100, 1),
+        "messages_per_s": round(tally.messages / seconds),
+        "heartbeat_commits_per_s": round(tally.commits / seconds - idle_commits_per_s, 2),
         "heartbeat_rows_per_s_derived": round(min(workers, beats_per_s * FLUSH_S) / FLUSH_S),
     }
 
@@ -292,7 +415,9 @@ def rows(
 
 def targets(rows: list[Row]) -> list[Target]:
     found: list[Target] = []
-    fleet = next((r for r in rows if r["workload"] == BEATS), None)
+    beats = [r for r in rows if r["workload"] == BEATS]
+    fleet = next((r for r in beats if r["params"].get("client") == HEARTBEATERS), None)
+    raw = {r["system"]: r for r in beats if r["params"].get("client") == ONE_A_MESSAGE}
     probe = {r["params"]["fleet"]: r for r in rows if r["workload"] == PROBE}
     if fleet:
         rate, wanted = fleet["ops_per_s"], fleet["target_beats_per_s"]
@@ -303,8 +428,20 @@ def targets(rows: list[Row]) -> list[Target]:
                 f"{TARGET_RATE:,} beats/s)",
                 f"{rate:,} beats/s at {fleet['core_percent']}% "
                 f"({fleet['server_cpu_ms_per_op']} ms CPU a beat, "
+                f"{fleet['messages_per_s']:,} messages/s, "
                 f"{fleet['heartbeat_commits_per_s']} commits/s)",
                 held and fleet["core_percent"] <= TARGET_CORE and not fleet["errors"],
+            )
+        )
+    ours, floor = raw.get("workerstate (SQLite)"), raw.get("floor")
+    if ours and floor and ours["server_cpu_ms_per_op"] and floor["server_cpu_ms_per_op"]:
+        ratio = ours["server_cpu_ms_per_op"] / floor["server_cpu_ms_per_op"]
+        found.append(
+            (
+                "(context) W8 one beat a message: daemon CPU a beat vs the floor's a message",
+                f"{ours['server_cpu_ms_per_op']} ms ({ours['core_percent']}% of a core) vs "
+                f"{floor['server_cpu_ms_per_op']} ms ({floor['core_percent']}%) = {ratio:.2f}x",
+                ratio <= 1.5,
             )
         )
     if probe.get("idle") and probe.get("beating") and probe["idle"]["p99_ms"]:
@@ -327,7 +464,9 @@ def main() -> None:
     parser.add_argument(
         "--period", type=float, default=2.0, help="seconds between a worker's beats"
     )
-    parser.add_argument("--per-stream", type=int, default=100, help="workers on one stream")
+    parser.add_argument(
+        "--per-stream", type=int, default=100, help="workers on one host (a client, a stream)"
+    )
     parser.add_argument("--probe-rate", type=float, default=20.0, help="probe transitions/s")
     parser.add_argument("--processes", type=int, default=2, help="fleet client processes")
     args = parser.parse_args()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import json
 import logging
 import random
@@ -39,10 +38,10 @@ from .errors import (
     TRANSIENT,
     RevisionCompacted,
     Unavailable,
-    WorkerNotFound,
     WorkerStateError,
     from_rpc_error,
 )
+from .heartbeats import AsyncHeartbeater, BeatStream
 from .operations import Operation
 from .targets import channel_target
 from .types import Event, EventType, StaleLevel, Worker, WorkerState
@@ -159,6 +158,9 @@ class AsyncWorkerClient:
         self._metadata = security.metadata()
         self._channel = security.channel(target)
         self.stub = pb_grpc.WorkerServiceStub(self._channel)  # the raw stub, for raw messages
+        self._beats = BeatStream(
+            lambda: self.stub.StreamHeartbeats(metadata=self._metadata), target, retry
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -167,6 +169,7 @@ class AsyncWorkerClient:
         await self.close()
 
     async def close(self) -> None:
+        await self._beats.close()
         await self._channel.close()
 
     async def _call(self, method: Callable[..., Awaitable[Response]], request: object) -> Response:
@@ -348,8 +351,10 @@ class AsyncWorkerClient:
         interval: float = 5.0,
         on_end: Callable[[WorkerState | None], None] | None = None,
     ) -> AsyncHeartbeater:
-        """Beat in the background while the `async with` block runs (see AsyncHeartbeater)."""
-        return AsyncHeartbeater(self, task_id, interval, on_end)
+        """Beat in the background while the `async with` block runs (see AsyncHeartbeater).
+        Every heartbeater of this client shares one stream, and beats due together share a
+        message (see workerstate.client.heartbeats)."""
+        return AsyncHeartbeater(self._beats, task_id, interval, on_end)
 
 
 class AsyncWatch:
@@ -483,101 +488,6 @@ class AsyncWatch:
     def _tell(self, back: bool) -> None:
         if self._on_connection is not None:
             self._on_connection(back, self.revision)
-
-
-class AsyncHeartbeater:
-    """Keeps a StreamHeartbeats stream alive in the background, reconnecting on its own.
-
-    `state` is the worker's state as the daemon last reported it. When the worker is FAILED,
-    COMPLETED or gone (changed elsewhere), `ended` is set and `on_end(state)` called once, so
-    the worker can stop. If beating itself is refused (a bad token, an invalid task id),
-    `error` holds why and `ended` is set too. Set `activity` to say what it is doing.
-    """
-
-    def __init__(
-        self,
-        client: AsyncWorkerClient,
-        task_id: str,
-        interval: float,
-        on_end: Callable[[WorkerState | None], None] | None,
-    ) -> None:
-        self._client = client
-        self.task_id = task_id
-        self.interval = interval
-        self.activity = ""
-        self.state: WorkerState | None = None
-        self.ended = threading.Event()  # usable from threads and coroutines alike
-        self.error: WorkerStateError | None = None
-        self._on_end = on_end
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    def _end(self, state: WorkerState | None) -> None:
-        if not self.ended.is_set():
-            self.ended.set()
-            if self._on_end is not None:
-                self._on_end(state)
-
-    async def _beats(self, stream_over: asyncio.Event) -> AsyncIterator[pb.HeartbeatRequest]:
-        """Beats every `interval` until the stream is over. After the daemon ends a call,
-        grpc notices only when it next takes a beat, up to `interval` later; until then
-        its task would be pending, and an event loop closed meanwhile warns about it."""
-        while not stream_over.is_set():
-            yield pb.HeartbeatRequest(task_id=self.task_id, activity=self.activity)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stream_over.wait(), self.interval)
-
-    async def _run(self) -> None:
-        failures = 0
-        retry = self._client._retry
-        while not self.ended.is_set():
-            stream_over = asyncio.Event()
-            stream = self._client.stub.StreamHeartbeats(
-                self._beats(stream_over), metadata=self._client._metadata
-            )
-            try:
-                async for response in stream:
-                    if failures:
-                        logger.info("heartbeats for %s: the daemon answers again", self.task_id)
-                    failures = 0
-                    self.state = WorkerState.from_pb(response.state)
-                    if self.state in (WorkerState.FAILED, WorkerState.COMPLETED):
-                        self._end(self.state)
-                        return
-            except grpc.RpcError as rpc_error:
-                error = from_rpc_error(rpc_error)
-                if not isinstance(error, Unavailable):
-                    if not isinstance(error, WorkerNotFound):
-                        self.error = error
-                    self._end(None)
-                    return
-                if not failures:
-                    logger.warning(
-                        "heartbeats for %s: cannot reach the daemon at %s (%s); retrying",
-                        self.task_id,
-                        self._client.target,
-                        error.message,
-                    )
-            finally:
-                stream_over.set()
-                stream.cancel()
-            # The daemon is restarting: keep trying, backing off, for as long as we live.
-            await asyncio.sleep(retry.delay(min(failures, 10)))
-            failures += 1
 
 
 class WorkerClient:

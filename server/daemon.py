@@ -381,6 +381,8 @@ def _figures(core: Core, service: WorkerService) -> FleetFigures:
         by_level=dict(by_level),
         watchers=service.watchers,
         heartbeat_streams=service.heartbeat_streams,
+        heartbeat_messages=service.heartbeat_messages,
+        heartbeats_received=core.heartbeats.received,
         head_revision=core.hub.head,
         compact_revision=core.hub.compact_revision,
         heartbeat_flush_lag_s=0.0 if oldest is None else max(0, now_ms - oldest) / 1000,

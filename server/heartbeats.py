@@ -21,6 +21,10 @@ from .storage.base import SaveHeartbeats
 
 # How beats reach the database: the writer's upkeep, in the daemon.
 Save = Callable[[SaveHeartbeats], Awaitable[int]]
+# Most beats one commit writes. The writer runs on the event loop, so a flush holds up every
+# call while it writes: 5,000 SQLite upserts take about 7 ms, 500 under 1 ms. A fleet's flush
+# becomes several short commits that transitions queue between, not one long one.
+FLUSH_CHUNK = 500
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +40,10 @@ class Heartbeats:
         # Task ids by the number of their last activity change, oldest first.
         self._activity_changes: OrderedDict[str, int] = OrderedDict()
         self.activity_seq = 0  # number of the latest activity change
+        self.received = 0  # beats recorded since start, for the metrics
 
     def beat(self, task_id: str, now_ms: int, activity: str) -> None:
+        self.received += 1
         self._last_ms[task_id] = now_ms
         self._unsaved[task_id] = (now_ms, activity)
         self._set_activity(task_id, activity)
@@ -88,17 +94,20 @@ class Heartbeats:
         return min((ms for ms, _ in self._unsaved.values()), default=None)
 
     async def flush(self, save: Save) -> None:
-        """Write the beats received since the last flush; on failure keep them for the next."""
+        """Write the beats received since the last flush, FLUSH_CHUNK to a commit; on failure
+        keep the unwritten ones for the next."""
         if not self._unsaved:
             return
         batch, self._unsaved = self._unsaved, {}
-        try:
-            rows = tuple((task_id, ms, activity) for task_id, (ms, activity) in batch.items())
-            await save(SaveHeartbeats(rows))
-        except WorkerStateError as e:
-            log.warning("could not save %d heartbeats, will retry: %s", len(batch), e)
-            # Newer beats that arrived meanwhile win over the ones being put back.
-            self._unsaved = batch | self._unsaved
+        rows = [(task_id, ms, activity) for task_id, (ms, activity) in batch.items()]
+        for start in range(0, len(rows), FLUSH_CHUNK):
+            try:
+                await save(SaveHeartbeats(tuple(rows[start : start + FLUSH_CHUNK])))
+            except WorkerStateError as e:
+                log.warning("could not save %d heartbeats, will retry: %s", len(rows) - start, e)
+                # Newer beats that arrived meanwhile win over the ones being put back.
+                self._unsaved = {t: (ms, a) for t, ms, a in rows[start:]} | self._unsaved
+                return
 
     async def flush_every(self, save: Save, interval_s: float) -> None:
         while True:

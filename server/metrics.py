@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .handlers import behaviour, handler_like, streams_responses
@@ -35,6 +35,8 @@ class FleetFigures:
     by_level: dict[str, int]
     watchers: int
     heartbeat_streams: int
+    heartbeat_messages: int
+    heartbeats_received: int
     head_revision: int
     compact_revision: int
     heartbeat_flush_lag_s: float
@@ -113,7 +115,7 @@ class _FleetCollector(Collector):
         self._loop = loop
         self._figures = figures
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         async def take() -> FleetFigures:
             return self._figures()
 
@@ -146,6 +148,17 @@ class _FleetCollector(Collector):
             ),
         ):
             yield GaugeMetricFamily(name, text, value=value)
+        # Beats per message: how well clients batch the beats due together.
+        yield CounterMetricFamily(
+            "workerstate_heartbeat_messages",
+            "Heartbeat messages received (unary calls and stream messages).",
+            value=f.heartbeat_messages,
+        )
+        yield CounterMetricFamily(
+            "workerstate_heartbeats_received",
+            "Beats recorded (a message may carry many; beats of finished workers are not).",
+            value=f.heartbeats_received,
+        )
 
 
 class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[misc]

@@ -40,6 +40,7 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
         self._stopping = False
         self.watchers = 0
         self.heartbeat_streams = 0
+        self.heartbeat_messages = 0  # Heartbeat calls and StreamHeartbeats messages
 
     def stop_streams(self) -> None:
         """End every open stream with UNAVAILABLE so clients reconnect to the next daemon.
@@ -192,15 +193,38 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
     # -- liveness -------------------------------------------------------------------------
 
     def _beat(self, request: pb.HeartbeatRequest) -> pb.HeartbeatResponse:
+        self.heartbeat_messages += 1
+        if request.more:
+            return self._beats(request)
         task_id, activity = validate.heartbeat(request)
         worker = self._existing(task_id)
         now_ms = self._core.clock.now_ms()
-        if worker.state not in FINISHED_STATES:
-            self._core.heartbeats.beat(task_id, now_ms, activity)
-            self._core.liveness.on_beat(worker, now_ms)
+        self._record(worker, now_ms, activity)
         response = pb.HeartbeatResponse(task_id=task_id, state=STATE_TO_PB[worker.state])
         set_time(response.received_at, now_ms)
         return response
+
+    def _beats(self, request: pb.HeartbeatRequest) -> pb.HeartbeatResponse:
+        """A message of many beats: all found before any is recorded, so a refusal (an
+        unknown task) leaves none of them half-done."""
+        beats = validate.heartbeats(request)
+        workers = [self._existing(task_id) for task_id, _ in beats]
+        now_ms = self._core.clock.now_ms()
+        for worker, (_, activity) in zip(workers, beats, strict=True):
+            self._record(worker, now_ms, activity)
+        first = workers[0]
+        response = pb.HeartbeatResponse(task_id=first.task_id, state=STATE_TO_PB[first.state])
+        set_time(response.received_at, now_ms)
+        add = response.more.add
+        for worker in workers[1:]:
+            add(task_id=worker.task_id, state=STATE_TO_PB[worker.state])
+        return response
+
+    def _record(self, worker: Worker, now_ms: int, activity: str) -> None:
+        """A beat for a finished worker is answered but changes nothing (see the proto)."""
+        if worker.state not in FINISHED_STATES:
+            self._core.heartbeats.beat(worker.task_id, now_ms, activity)
+            self._core.liveness.on_beat(worker, now_ms)
 
     @reported
     async def Heartbeat(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_EVENTS_LIMIT = 100
 MAX_EVENTS_LIMIT = 1000
 MAX_OPERATIONS = 1000
+MAX_BEATS = 1000  # in one heartbeat message, its own and `more`'s
 SELECTOR_MAX = 4096
 _TOKEN_PREFIX = "w1:"
 
@@ -258,21 +260,48 @@ def task_id(value: str) -> str:
     return value
 
 
-def heartbeat(request: pb.HeartbeatRequest) -> tuple[str, str]:
+def _well_formed_beat(task_id: str, activity: str) -> bool:
     """Beats are most of a fleet's traffic: a well-formed one (nearly all) is checked without
     building a checker; anything else goes through the full check for its explanation."""
-    task_id, activity = request.task_id, request.activity
-    if (
+    return (
         len(task_id) <= TASK_ID_MAX
-        and TASK_ID.fullmatch(task_id)
+        and TASK_ID.fullmatch(task_id) is not None
         and len(activity) <= ACTIVITY_MAX
         and not CONTROL.search(activity)
-    ):
+    )
+
+
+def heartbeat(request: pb.HeartbeatRequest) -> tuple[str, str]:
+    """A message of one beat (no `more`): its task id and activity."""
+    task_id, activity = request.task_id, request.activity
+    if _well_formed_beat(task_id, activity):
         return task_id, activity
     c = _Checker()
-    beat = c.task_id(request.task_id), c.text("activity", request.activity, ACTIVITY_MAX)
+    beat = c.task_id(task_id), c.text("activity", activity, ACTIVITY_MAX)
     c.done()
     return beat
+
+
+def heartbeats(request: pb.HeartbeatRequest) -> list[tuple[str, str]]:
+    """A message of many beats: the first, then `more`'s. Every one is checked before any is
+    recorded, so a bad entry refuses the message and names itself by index."""
+    c = _Checker()
+    if len(request.more) >= MAX_BEATS:
+        c.bad("more", f"at most {MAX_BEATS - 1} entries; send the rest in another message")
+        c.done()
+    beats: list[tuple[str, str]] = []
+    for prefix, beat in itertools.chain(
+        (("", request),), ((f"more[{i}].", b) for i, b in enumerate(request.more))
+    ):
+        task_id, activity = beat.task_id, beat.activity
+        if prefix and beat.more:
+            c.bad(f"{prefix}more", "must be empty: only the message's own beat carries more")
+        if not _well_formed_beat(task_id, activity):
+            c.task_id(task_id, f"{prefix}task_id")
+            c.text(f"{prefix}activity", activity, ACTIVITY_MAX)
+        beats.append((task_id, activity))
+    c.done()
+    return beats
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 
@@ -10,7 +11,9 @@ import pytest
 from harness import InProcessDaemon, create, details, unique, wait_until
 from workerstate.server.clock import ManualClock
 from workerstate.server.config import Config
-from workerstate.server.domain import StaleThresholds
+from workerstate.server.domain import StaleThresholds, StorageUnavailable
+from workerstate.server.heartbeats import FLUSH_CHUNK, Heartbeats
+from workerstate.server.storage.base import SaveHeartbeats
 from workerstate.v1 import workerstate_pb2 as pb
 
 S = pb.WorkerState
@@ -233,3 +236,24 @@ def test_thresholds_are_set_by_flags(make_daemon):
     assert level(daemon.stub, task_id) == L.STALE_LEVEL_OK
     time.sleep(0.35)
     assert level(daemon.stub, task_id) == L.STALE_LEVEL_WARN
+
+
+def test_a_fleets_flush_is_short_commits_and_keeps_what_failed():
+    beats = Heartbeats({})
+    for i in range(1200):
+        beats.beat(f"w{i}", 1000 + i, "busy")
+    written: list[int] = []
+
+    async def save(job: SaveHeartbeats) -> int:
+        if len(written) == 2:
+            raise StorageUnavailable("the disk is full")
+        written.append(len(job.beats))
+        return len(job.beats)
+
+    asyncio.run(beats.flush(save))
+    # No commit holds the event loop for a whole fleet's upserts.
+    assert written == [FLUSH_CHUNK, FLUSH_CHUNK] and FLUSH_CHUNK * 2 < 1200
+    assert beats.oldest_unsaved_ms() == 1000 + 2 * FLUSH_CHUNK  # the rest waits, none lost
+    written.clear()
+    asyncio.run(beats.flush(save))
+    assert written == [1200 - 2 * FLUSH_CHUNK] and beats.oldest_unsaved_ms() is None

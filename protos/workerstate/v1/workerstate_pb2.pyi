@@ -237,22 +237,26 @@ class ListWorkersResponse(_message.Message):
     def __init__(self, workers: _Optional[_Iterable[_Union[Worker, _Mapping]]] = ..., revision: _Optional[int] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("task_id", "activity")
+    __slots__ = ("task_id", "activity", "more")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     activity: str
-    def __init__(self, task_id: _Optional[str] = ..., activity: _Optional[str] = ...) -> None: ...
+    more: _containers.RepeatedCompositeFieldContainer[HeartbeatRequest]
+    def __init__(self, task_id: _Optional[str] = ..., activity: _Optional[str] = ..., more: _Optional[_Iterable[_Union[HeartbeatRequest, _Mapping]]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("task_id", "state", "received_at")
+    __slots__ = ("task_id", "state", "received_at", "more")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     state: WorkerState
     received_at: _timestamp_pb2.Timestamp
-    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[WorkerState, str]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    more: _containers.RepeatedCompositeFieldContainer[HeartbeatResponse]
+    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[_Union[WorkerState, str]] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., more: _Optional[_Iterable[_Union[HeartbeatResponse, _Mapping]]] = ...) -> None: ...
 
 class WatchStateRequest(_message.Message):
     __slots__ = ("start_revision", "task_ids", "states", "send_initial_state", "liveness", "progress_notify", "label_selector")

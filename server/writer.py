@@ -225,9 +225,12 @@ class Writer:
             events, outcomes = [], [error] * len(group)
         if self._observe is not None:
             self._observe(len(group), time.perf_counter() - started, locked_s)
+        # Answered before publishing, in the same step: no caller resumes before the step
+        # ends, so none sees its answer before readers see the change, and what publishing
+        # leaves for the loop's next turn (the change log) comes after the answers.
+        _answer(group, outcomes)
         if events:
             self._publish(events)
-        _answer(group, outcomes)
 
     async def _read_foreign(self) -> None:
         """Take in what other daemons committed, outside any transaction: the log only ever

@@ -2,12 +2,14 @@
 
 The writer hands each committed batch here once it is durable. This applies it to everything
 readers see (the workers in the view, the heartbeats a deleted worker leaves, the watchers'
-window, liveness, the finished workers retention waits on) and logs it, so a new kind of
-event changes what readers see in this one place, and nothing else moves the head.
+window, liveness, the finished workers retention waits on) and logs it once the callers are
+answered, so a new kind of event changes what readers see in this one place, and nothing
+else moves the head.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from .domain import Event, EventType
@@ -53,7 +55,9 @@ class ReadModel:
         if self.retention is not None:
             self.retention.on_commit(events)
         if change_log.isEnabledFor(logging.INFO):
-            _log_changes(events)
+            # A line costs more than the rest of this put together: written on the loop's
+            # next turn, it comes after the callers the writer has just answered.
+            asyncio.get_running_loop().call_soon(_log_changes, events)
 
     def compacted_to(self, revision: int) -> None:
         """Another daemon compacted the shared log up to `revision`."""

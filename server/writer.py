@@ -225,15 +225,12 @@ class Writer:
             events, outcomes = [], [error] * len(group)
         if self._observe is not None:
             self._observe(len(group), time.perf_counter() - started, locked_s)
+        # Answered before publishing, in the same step: no caller resumes before the step
+        # ends, so none sees its answer before readers see the change, and what publishing
+        # leaves for the loop's next turn (the change log) comes after the answers.
+        _answer(group, outcomes)
         if events:
             self._publish(events)
-        for job, outcome in zip(group, outcomes, strict=True):
-            if job.future.done():
-                continue
-            if isinstance(outcome, BaseException):
-                job.future.set_exception(outcome)
-            else:
-                job.future.set_result(outcome)
 
     async def _read_foreign(self) -> None:
         """Take in what other daemons committed, outside any transaction: the log only ever
@@ -382,6 +379,23 @@ class Writer:
         self._restore(undo)
         if transaction is not None:
             await transaction.rollback()
+
+
+def _answer(group: Sequence[_Job], outcomes: Sequence[object]) -> None:
+    """Answer a group's callers, the refused ones first.
+
+    Callers resume in the order their futures are set. Under contention the winner of a
+    compare-and-set, answered first, would re-read first, reach the next group first and
+    win again, while the callers it beat waited: the same few would win every round. A
+    refused caller, answered first, re-reads first and gets the first try at the next group.
+    """
+    answers = list(zip(group, outcomes, strict=True))
+    for job, outcome in answers:
+        if isinstance(outcome, BaseException) and not job.future.done():
+            job.future.set_exception(outcome)
+    for job, outcome in answers:
+        if not isinstance(outcome, BaseException) and not job.future.done():
+            job.future.set_result(outcome)
 
 
 def _settle(future: asyncio.Future[None] | None) -> None:

@@ -58,6 +58,9 @@ class Hub:
     """The newest committed events and liveness changes, and a signal when either grows."""
 
     def __init__(self, head: int, compact_revision: int) -> None:
+        """Made on the loop it serves: each wait makes a future on it, and asking for the
+        running loop costs a getpid() system call each time (once per watcher per wake)."""
+        self._loop = asyncio.get_running_loop()
         self.head = head
         # Oldest revision still stored; announced before compaction deletes anything older.
         self.compact_revision = compact_revision
@@ -134,7 +137,7 @@ class Hub:
         ):
             if self.closed:
                 raise ShuttingDown()
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = self._loop.create_future()
             self._waiters[waiter] = None
             try:
                 await waiter

@@ -58,12 +58,18 @@ class Hub:
     """The newest committed events and liveness changes, and a signal when either grows."""
 
     def __init__(self, head: int, compact_revision: int) -> None:
+        """Made on the loop it serves: each wait makes a future on it, and asking for the
+        running loop costs a getpid() system call each time (once per watcher per wake)."""
+        self._loop = asyncio.get_running_loop()
         self.head = head
         # Oldest revision still stored; announced before compaction deletes anything older.
         self.compact_revision = compact_revision
         self._events: _Window[tuple[Event, pb.WorkerEvent]] = _Window(head + 1, WINDOW_EVENTS)
         self._liveness: _Window[LivenessChange] = _Window(0, WINDOW_LIVENESS)
-        self._moved: asyncio.Future[None] | None = None
+        # One future per waiting watcher, in the order they began to wait (a dict as an
+        # ordered set): waking one costs a single callback, where a shared future behind
+        # asyncio.shield cost each watcher a future and two more callbacks per wake.
+        self._waiters: dict[asyncio.Future[None], None] = {}
         # The last response built for an unfiltered watcher, by the revisions it spans:
         # watchers in lockstep (the usual case) share it instead of building one each.
         self._shared: tuple[int, int, pb.WatchStateResponse] | None = None
@@ -84,9 +90,11 @@ class Hub:
         self._wake()
 
     def _wake(self) -> None:
-        if self._moved is not None:
-            self._moved.set_result(None)
-            self._moved = None
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters:
+            # Done already: cancelled (a timeout, a stream's end) but not yet removed.
+            if not waiter.done():
+                waiter.set_result(None)
 
     def shared_response(
         self, events: list[tuple[Event, pb.WorkerEvent | None]]
@@ -129,11 +137,14 @@ class Hub:
         ):
             if self.closed:
                 raise ShuttingDown()
-            if self._moved is None:
-                self._moved = asyncio.get_running_loop().create_future()
-            # Shielded: many watchers await one future, and one watcher's cancellation must
-            # not cancel it for the others.
-            await asyncio.shield(self._moved)
+            waiter = self._loop.create_future()
+            self._waiters[waiter] = None
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                # Left without a wake: forget it, or an idle hub would collect them.
+                self._waiters.pop(waiter, None)
+                raise
         if self.closed:
             raise ShuttingDown()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -16,6 +17,13 @@ from .security import SecurityError
 from .storage import StorageError
 
 log = logging.getLogger("workerstate")
+
+# Allocations between two young-generation collections (Python's default is 700). A wake of
+# a thousand watchers allocates far more than 700 objects that are all still alive when the
+# collector runs mid-fan-out, so it traversed and promoted them, and the promoted ones set off
+# full collections that stalled deliveries: in W5 at 1,000 watchers, 20,000 took p99 from
+# 59-67 ms to 35 ms and CPU a delivery from 0.035 to 0.030 ms, with the same peak RSS.
+YOUNG_COLLECTION_THRESHOLD = 20_000
 
 SERVE_DESCRIPTION = (
     "Run the workerstate daemon: it keeps the fleet's state in a SQLite file of its own or in "
@@ -52,6 +60,8 @@ async def _serve(config: Config) -> None:
 def run(config: Config) -> int:
     """Serve until signalled; returns the exit status (1 when the daemon cannot start)."""
     logs.configure(config.log_level, config.log_format)
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
     try:
         asyncio.run(_serve(config))
     except (StorageError, ListenError, SecurityError) as e:

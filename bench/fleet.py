@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bulk import apply_all, create
 from report import Row, Target, machine_note, percentile, write
 from run import MP
-from servers import Floor
+from servers import Floor, cpu_seconds
 from watch_fanout import WorkerstateWriter
 from workerstate.client import AsyncWorkerClient
 from workerstate.v1 import workerstate_pb2 as pb
@@ -199,6 +199,10 @@ class Fleet:
     def answered(self) -> int:
         return sum(c[0] for c in self.counts)
 
+    def cpu_seconds(self) -> float:
+        """The client processes' CPU: on 2 cores it competes with the daemon and the probe."""
+        return sum(cpu_seconds(p.pid) for p in self.procs if p.pid is not None)
+
     def failed(self) -> int:
         return sum(c[1] for c in self.counts)
 
@@ -261,7 +265,7 @@ def measure(
     workers: int | None = None,
     period: float = 2.0,
     per_stream: int = 100,
-    probe_rate: float = 20.0,
+    probe_rate: float = 50.0,
     processes: int = 2,
 ) -> list[Row]:
     from postgres import SqliteDaemon
@@ -292,7 +296,9 @@ def measure(
         idle_before = phase()
         fleet = Fleet(daemon.address, workers, per_stream, period, processes)
         time.sleep(period + 2.0)  # every stream open, every worker has beaten
+        clients_cpu = fleet.cpu_seconds()
         busy = phase()
+        clients_cpu = fleet.cpu_seconds() - clients_cpu
         rss = daemon.peak_rss_mb()
         failed = fleet.failed()
         fleet.close()
@@ -316,7 +322,7 @@ def measure(
         daemon.stop()
     params = {"workers": workers, "period_s": period, "per_stream": per_stream}
     return [
-        *rows(params, probe_rate, seconds, idle_before, busy, idle_after, rss, failed),
+        *rows(params, probe_rate, seconds, idle_before, busy, idle_after, rss, failed, clients_cpu),
         one_a_message_row("workerstate (SQLite)", params, seconds, raw, raw_failed),
         one_a_message_row("floor", params, seconds, *floor),
     ]
@@ -368,6 +374,7 @@ def rows(
     idle_after: Phase,
     rss: float,
     failed: int,
+    clients_cpu: float,
 ) -> list[Row]:
     """The fleet's row (net of the probe) and the probe's, idle (both idle phases) and busy."""
     idle_lat = idle_before[0] + idle_after[0]
@@ -392,6 +399,7 @@ def rows(
         "core_percent": round(net_cpu / seconds * 100, 1),
         "core_percent_with_probe": round(tally.cpu / seconds * 100, 1),
         "messages_per_s": round(tally.messages / seconds),
+        "clients_core_percent": round(clients_cpu / seconds * 100, 1),
         "heartbeat_commits_per_s": round(tally.commits / seconds - idle_commits_per_s, 2),
         "heartbeat_rows_per_s_derived": round(min(workers, beats_per_s * FLUSH_S) / FLUSH_S),
     }
@@ -467,7 +475,7 @@ def main() -> None:
     parser.add_argument(
         "--per-stream", type=int, default=100, help="workers on one host (a client, a stream)"
     )
-    parser.add_argument("--probe-rate", type=float, default=20.0, help="probe transitions/s")
+    parser.add_argument("--probe-rate", type=float, default=50.0, help="probe transitions/s")
     parser.add_argument("--processes", type=int, default=2, help="fleet client processes")
     args = parser.parse_args()
     header = machine_note()

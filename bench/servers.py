@@ -58,8 +58,7 @@ class Server:
             raise RuntimeError(f"{args[0]} did not start")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return cpu_seconds(self.proc.pid)
 
     def peak_rss_mb(self) -> float:
         return self._status_mb("VmHWM")
@@ -105,6 +104,12 @@ class BenchDaemon(Server):
             READY,
         )
         self.db = Path(str(db)) if db else self.tmp / "ws.db"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 class Floor(Server):

@@ -23,7 +23,8 @@ from .storage.base import SaveHeartbeats
 Save = Callable[[SaveHeartbeats], Awaitable[int]]
 # Most beats one commit writes. The writer runs on the event loop, so a flush holds up every
 # call while it writes: 5,000 SQLite upserts take about 7 ms, 500 under 1 ms. A fleet's flush
-# becomes several short commits that transitions queue between, not one long one.
+# becomes several short commits that transitions queue between, not one long one, and only
+# the last waits for the disk (see SaveHeartbeats.synced).
 FLUSH_CHUNK = 500
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,9 @@ class Heartbeats:
         batch, self._unsaved = self._unsaved, {}
         rows = [(task_id, ms, activity) for task_id, (ms, activity) in batch.items()]
         for start in range(0, len(rows), FLUSH_CHUNK):
+            chunk = tuple(rows[start : start + FLUSH_CHUNK])
             try:
-                await save(SaveHeartbeats(tuple(rows[start : start + FLUSH_CHUNK])))
+                await save(SaveHeartbeats(chunk, synced=start + FLUSH_CHUNK >= len(rows)))
             except WorkerStateError as e:
                 log.warning("could not save %d heartbeats, will retry: %s", len(rows) - start, e)
                 # Newer beats that arrived meanwhile win over the ones being put back.

@@ -43,7 +43,15 @@ from .domain import (
     Worker,
     WorkerStateError,
 )
-from .storage.base import Answer, Backend, BackendFault, Row, Transaction, Upkeep
+from .storage.base import (
+    Answer,
+    Backend,
+    BackendFault,
+    Row,
+    SaveHeartbeats,
+    Transaction,
+    Upkeep,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +183,12 @@ class Writer:
             ):
                 await self._wait_for_company(loop)
             size = min(len(self._queue), MAX_GROUP)
-            self._had_company = size > 1
-            await self._commit([self._queue.popleft() for _ in range(size)])
+            group = [self._queue.popleft() for _ in range(size)]
+            # Company is other callers' changes: a heartbeat flush or other upkeep sharing a
+            # caller's group says nothing of concurrent writers, and must not make the next
+            # caller wait for company that is not coming.
+            self._had_company = sum(not isinstance(j.work, Upkeep) for j in group) > 1
+            await self._commit(group)
 
     async def _wait_for_company(self, loop: asyncio.AbstractEventLoop) -> None:
         """Let more jobs join the next group: until the delay passes, the group is full, or
@@ -199,7 +211,7 @@ class Writer:
         transaction: Transaction | None = None
         locked_s: float | None = None  # how long the committed group held the write lock
         try:
-            transaction = await self._backend.begin(self._head)
+            transaction = await self._backend.begin(self._head, _synced(group))
             for event in transaction.foreign:
                 self._take(event, undo)
             events.extend(transaction.foreign)
@@ -401,3 +413,9 @@ def _answer(group: Sequence[_Job], outcomes: Sequence[object]) -> None:
 def _settle(future: asyncio.Future[None] | None) -> None:
     if future is not None and not future.done():
         future.set_result(None)
+
+
+def _synced(group: list[_Job]) -> bool:
+    """Whether the group's commit must wait for the disk: unless it holds only a flush's
+    unsynced beats (see SaveHeartbeats.synced), it must."""
+    return not all(isinstance(j.work, SaveHeartbeats) and not j.work.synced for j in group)

@@ -44,8 +44,8 @@ class FailingWrites(SQLiteBackend):
     """The real file, but a group that carries a heartbeat for task "boom" fails in the
     middle of its statements, as a full disk would."""
 
-    async def begin(self, known_head: int) -> SQLiteTransaction:
-        transaction = await super().begin(known_head)
+    async def begin(self, known_head: int, synced: bool = True) -> SQLiteTransaction:
+        transaction = await super().begin(known_head, synced)
         write = transaction.write
 
         async def failing(rows: Sequence[Row], upkeep: Sequence[Upkeep]) -> list[int]:

@@ -74,9 +74,16 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class SaveHeartbeats:
-    """Upsert beat times and activities: (task id, ms, activity)."""
+    """Upsert beat times and activities: (task id, ms, activity).
+
+    `synced=False` lets a backend commit it without waiting for the disk: a flush writes a
+    fleet's beats in several commits and only its last must be synced, which syncs the
+    earlier ones with it (SQLite's WAL is one file, appended in order). A crash then still
+    loses at most one flush interval of beats, and never a transition: a commit that carries
+    anything else is synced as always."""
 
     beats: tuple[tuple[str, int, str], ...]
+    synced: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +154,9 @@ class Backend(Protocol):
 
     async def load(self) -> Loaded: ...
 
-    async def begin(self, known_head: int) -> Transaction:
-        """Take the write lock and start a group's transaction; raises BackendFault."""
+    async def begin(self, known_head: int, synced: bool = True) -> Transaction:
+        """Take the write lock and start a group's transaction; raises BackendFault. With
+        `synced=False` its commit need not wait for the disk (see SaveHeartbeats.synced)."""
         ...
 
     async def events(self, after_revision: int, limit: int, task_id: str, upto: int) -> list[Event]:

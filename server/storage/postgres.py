@@ -283,12 +283,14 @@ class PostgresBackend:
             position=Notice(meta["head"], meta["beats"], meta["compact_revision"]),
         )
 
-    async def begin(self, known_head: int) -> PostgresTransaction:
+    async def begin(self, known_head: int, synced: bool = True) -> PostgresTransaction:
         with _faults():
             conn = await self._pool.acquire()
             try:
                 transaction = conn.transaction()
                 await transaction.start()
+                if not synced:
+                    await conn.execute("SET LOCAL synchronous_commit = off")
                 meta = await conn.fetchrow(
                     f"SELECT head, beats, compact_revision FROM {SCHEMA}.meta"
                     " WHERE id = 1 FOR UPDATE"

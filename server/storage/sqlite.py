@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 # Marks the file as ours ("wSt1"), so a stranger's SQLite file is refused, not migrated.
 APPLICATION_ID = 0x77537431
 SQLITE_HEADER = b"SQLite format 3\x00"
+# Every commit waits for the disk, but a flush's unsynced beats (see SaveHeartbeats.synced).
+SYNCHRONOUS = "FULL"
 
 # MIGRATIONS[n] takes a file from schema version n to n + 1 (PRAGMA user_version).
 MIGRATIONS: tuple[str, ...] = (
@@ -259,7 +261,7 @@ class SQLiteBackend:
             conn = _connect(path)
             conn.execute("PRAGMA journal_mode = WAL")
             # FULL: an acknowledged change survives a power cut, not only a crash.
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
             _migrate(conn)
         except sqlite3.Error as e:
             os.close(lock_fd)
@@ -291,7 +293,7 @@ class SQLiteBackend:
         compact = head + 1 if oldest is None else int(oldest)
         return Loaded(head, compact, workers, beats, Notice(head, 0, compact))
 
-    async def begin(self, known_head: int) -> SQLiteTransaction:
+    async def begin(self, known_head: int, synced: bool = True) -> SQLiteTransaction:
         # A file deleted or replaced under us would swallow every later write (they would go
         # to an unlinked inode and vanish at restart): refuse to write instead.
         if _identity(self.path) != self._identity:
@@ -300,8 +302,10 @@ class SQLiteBackend:
                 "restore it and restart the daemon"
             )
         with _faults():
+            if not synced:  # the level cannot change inside a transaction
+                self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("BEGIN IMMEDIATE")
-        return SQLiteTransaction(self)
+        return SQLiteTransaction(self, synced)
 
     async def events(self, after_revision: int, limit: int, task_id: str, upto: int) -> list[Event]:
         return await asyncio.to_thread(self._reader.events, after_revision, limit, task_id, upto)
@@ -325,9 +329,16 @@ class SQLiteBackend:
         self._conn.execute("COMMIT")
         return time.perf_counter() - started
 
-    async def _commit(self, changes: int) -> None:
-        """COMMIT a group of `changes` rows and jobs, inline or on a thread (see above)."""
+    async def _commit(self, changes: int, synced: bool) -> None:
+        """COMMIT a group of `changes` rows and jobs, inline or on a thread (see above). An
+        unsynced one (begun so) only appends to the WAL: the next synced commit syncs it."""
         with _faults():
+            if not synced:
+                try:
+                    self._conn.execute("COMMIT")
+                finally:
+                    self._conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
+                return
             if changes > 1 or self._slow_disk():
                 loop = asyncio.get_running_loop()
                 took = await loop.run_in_executor(self._committer, self._commit_now)
@@ -343,6 +354,7 @@ class SQLiteBackend:
         try:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
+            self._conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
         except sqlite3.Error as e:
             log.error("rollback failed: %s", e)
 
@@ -352,8 +364,9 @@ class SQLiteTransaction:
 
     foreign: Sequence[Event] = ()  # the flock makes this daemon the file's only writer
 
-    def __init__(self, backend: SQLiteBackend) -> None:
+    def __init__(self, backend: SQLiteBackend, synced: bool) -> None:
         self._backend = backend
+        self._synced = synced
         self._conn = backend._conn
         self._changes = 0
         self._locked_at = time.perf_counter()  # BEGIN IMMEDIATE took the file's write lock
@@ -393,7 +406,7 @@ class SQLiteTransaction:
             return [self._upkeep(job) for job in upkeep]
 
     async def commit(self, head: int) -> None:
-        await self._backend._commit(self._changes)
+        await self._backend._commit(self._changes, self._synced)
         self.locked_s = time.perf_counter() - self._locked_at
 
     async def rollback(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
@@ -22,10 +23,17 @@ from .storage.base import SaveHeartbeats
 # How beats reach the database: the writer's upkeep, in the daemon.
 Save = Callable[[SaveHeartbeats], Awaitable[int]]
 # Most beats one commit writes. The writer runs on the event loop, so a flush holds up every
-# call while it writes: 5,000 SQLite upserts take about 7 ms, 500 under 1 ms. A fleet's flush
-# becomes several short commits that transitions queue between, not one long one, and only
-# the last waits for the disk (see SaveHeartbeats.synced).
-FLUSH_CHUNK = 500
+# call while it writes: 5,000 SQLite upserts take about 7 ms, 250 about 0.5 ms. A fleet's
+# flush becomes several short commits, and only the last waits for the disk (see
+# SaveHeartbeats.synced).
+FLUSH_CHUNK = 250
+# How long a flush lets the loop run between its commits, at most. Short commits alone are
+# not enough: a call needs several turns of the loop to go from the socket to the writer, and
+# a flush that queues its next commit as soon as the last one is answered takes every other
+# turn, so a transition arriving mid-flush waited for most of it (W8's probe, p99 2.2x idle).
+# With the pause it waits for one commit at most (1.0x to 1.4x idle in `python bench/fleet.py`).
+# Pauses are shortened so a flush ends within half the flush interval however large the fleet.
+FLUSH_PAUSE_S = 0.005
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +102,20 @@ class Heartbeats:
         """When the oldest beat not yet written arrived (for the flush-lag metric)."""
         return min((ms for ms, _ in self._unsaved.values()), default=None)
 
-    async def flush(self, save: Save) -> None:
-        """Write the beats received since the last flush, FLUSH_CHUNK to a commit; on failure
-        keep the unwritten ones for the next."""
+    async def flush(self, save: Save, spread_s: float = 0.0) -> None:
+        """Write the beats received since the last flush, FLUSH_CHUNK to a commit, the commits
+        spread over at most `spread_s` (see FLUSH_PAUSE_S); on failure keep the unwritten ones
+        for the next."""
         if not self._unsaved:
             return
         batch, self._unsaved = self._unsaved, {}
         rows = [(task_id, ms, activity) for task_id, (ms, activity) in batch.items()]
+        pause_s = min(FLUSH_PAUSE_S, spread_s / math.ceil(len(rows) / FLUSH_CHUNK))
         for start in range(0, len(rows), FLUSH_CHUNK):
-            chunk = tuple(rows[start : start + FLUSH_CHUNK])
+            if start and pause_s:
+                await asyncio.sleep(pause_s)
+            # A worker deleted while the flush paused must not get its beat row back.
+            chunk = tuple(r for r in rows[start : start + FLUSH_CHUNK] if r[0] in self._last_ms)
             try:
                 await save(SaveHeartbeats(chunk, synced=start + FLUSH_CHUNK >= len(rows)))
             except WorkerStateError as e:
@@ -114,4 +127,4 @@ class Heartbeats:
     async def flush_every(self, save: Save, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
-            await self.flush(save)
+            await self.flush(save, spread_s=interval_s / 2)

@@ -39,14 +39,18 @@ class Context:
         raise RuntimeError(f"the call failed: {status}")
 
 
-async def measure(concurrency: int, rounds: int, daemon_args: list[str]) -> None:
+async def start_daemon(folder: str, daemon_args: list[str]) -> Daemon:
+    """The daemon, in this process, on a new file in `folder`; `daemon_args` are serve flags."""
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
-    folder = tempfile.mkdtemp(prefix="workerstate-in-process-")
     flags = ["--db", f"{folder}/ws.db", "--listen", "127.0.0.1:0", "--log-level", "warning"]
     config = config_from_args(parser.parse_args([*flags, *daemon_args]), parser)
     logs.configure(config.log_level, config.log_format)
-    daemon = await Daemon.start(config)
+    return await Daemon.start(config)
+
+
+async def measure(concurrency: int, rounds: int, daemon_args: list[str]) -> None:
+    daemon = await start_daemon(tempfile.mkdtemp(prefix="workerstate-in-process-"), daemon_args)
     service, context = daemon.service, Context()
     states: dict[str, int] = {}
     for i in range(concurrency):

@@ -162,6 +162,28 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
+# A group's rows: workers upserted, events appended, request ids recorded (data-modifying
+# CTEs, so one round trip; the three tables are disjoint, so the order does not matter).
+WRITE_ROWS = (
+    f"WITH workers AS (INSERT INTO {SCHEMA}.workers ({WORKER_COLUMNS})"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+    " $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[])"
+    " ON CONFLICT (task_id) DO UPDATE SET state = excluded.state,"
+    " branch = excluded.branch, worktree = excluded.worktree,"
+    " description = excluded.description,"
+    " created_at_ms = excluded.created_at_ms,"
+    " state_changed_at_ms = excluded.state_changed_at_ms,"
+    " revision = excluded.revision, labels = excluded.labels),"
+    f" events AS (INSERT INTO {SCHEMA}.events ({EVENT_COLUMNS})"
+    " SELECT * FROM unnest($10::bigint[], $11::text[], $12::text[], $13::text[],"
+    " $14::text[], $15::text[], $16::bigint[], $17::text[], $18::text[],"
+    " $19::text[], $20::bigint[], $21::text[], $22::text[], $23::text[],"
+    " $24::bigint[]))"
+    f" INSERT INTO {SCHEMA}.requests ({REQUEST_COLUMNS})"
+    " SELECT * FROM unnest($25::text[], $26::text[], $27::text[], $28::bigint[])"
+)
+
+
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     """Rows as one list per column, for `unnest`: one prepared statement for any group size."""
     return [[row[i] for row in rows] for i in range(width)] if rows else [[] for _ in range(width)]
@@ -469,33 +491,14 @@ class PostgresTransaction:
                         await conn.execute(
                             f"DELETE FROM {SCHEMA}.{table} WHERE task_id = ANY($1::text[])", gone
                         )
+                # One statement, one round trip under the revision lock: the lock is the
+                # cluster's serial section, and each round trip held it ~0.1 ms longer.
                 await conn.execute(
-                    f"INSERT INTO {SCHEMA}.workers ({WORKER_COLUMNS})"
-                    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-                    " $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[])"
-                    " ON CONFLICT (task_id) DO UPDATE SET state = excluded.state,"
-                    " branch = excluded.branch, worktree = excluded.worktree,"
-                    " description = excluded.description,"
-                    " created_at_ms = excluded.created_at_ms,"
-                    " state_changed_at_ms = excluded.state_changed_at_ms,"
-                    " revision = excluded.revision, labels = excluded.labels",
+                    WRITE_ROWS,
                     *_columns([worker_row(w) for w in kept], 9),
-                )
-                await conn.execute(
-                    f"INSERT INTO {SCHEMA}.events ({EVENT_COLUMNS})"
-                    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"
-                    " $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[],"
-                    " $10::text[], $11::bigint[], $12::text[], $13::text[], $14::text[],"
-                    " $15::bigint[])",
                     *_columns([event_row(r.event) for r in rows], 15),
+                    *_columns(request_rows(rows), 4),
                 )
-                requests = request_rows(rows)
-                if requests:
-                    await conn.execute(
-                        f"INSERT INTO {SCHEMA}.requests ({REQUEST_COLUMNS})"
-                        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])",
-                        *_columns(requests, 4),
-                    )
             return [await self._upkeep(job) for job in upkeep]
 
     async def _upkeep(self, job: Upkeep) -> int:
@@ -539,13 +542,18 @@ class PostgresTransaction:
         try:
             with _faults():
                 if head != self._position.head:
-                    await self._conn.execute(
-                        f"UPDATE {SCHEMA}.meta SET head = $1 WHERE id = 1", head
-                    )
                     self._position = replace(self._position, head=head)
-                await self._conn.execute(
-                    "SELECT pg_notify($1, $2)", CHANNEL, _payload(self._position)
-                )
+                    await self._conn.execute(
+                        f"WITH moved AS (UPDATE {SCHEMA}.meta SET head = $1 WHERE id = 1)"
+                        " SELECT pg_notify($2, $3)",
+                        head,
+                        CHANNEL,
+                        _payload(self._position),
+                    )
+                else:
+                    await self._conn.execute(
+                        "SELECT pg_notify($1, $2)", CHANNEL, _payload(self._position)
+                    )
                 await self._transaction.commit()
                 self.locked_s = time.perf_counter() - self._locked_at
         finally:

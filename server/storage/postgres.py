@@ -506,18 +506,17 @@ class PostgresTransaction:
         if isinstance(job, SaveHeartbeats):
             self._position = replace(self._position, beats=self._position.beats + 1)
             await conn.execute(
-                f"INSERT INTO {SCHEMA}.heartbeats (task_id, ts_ms, activity, version)"
+                f"WITH saved AS (INSERT INTO {SCHEMA}.heartbeats (task_id, ts_ms, activity,"
+                " version)"
                 " SELECT t, ms, a, $4 FROM unnest($1::text[], $2::bigint[], $3::text[])"
                 " AS b(t, ms, a)"
                 " ON CONFLICT (task_id) DO UPDATE SET version = excluded.version,"
                 " activity = CASE WHEN excluded.ts_ms >= heartbeats.ts_ms"
                 " THEN excluded.activity ELSE heartbeats.activity END,"
-                " ts_ms = greatest(heartbeats.ts_ms, excluded.ts_ms)",
+                " ts_ms = greatest(heartbeats.ts_ms, excluded.ts_ms))"
+                f" UPDATE {SCHEMA}.meta SET beats = $4 WHERE id = 1",
                 *_columns(job.beats, 3),
                 self._position.beats,
-            )
-            await conn.execute(
-                f"UPDATE {SCHEMA}.meta SET beats = $1 WHERE id = 1", self._position.beats
             )
             return len(job.beats)
         if isinstance(job, DeleteEventsBelow):

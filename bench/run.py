@@ -654,7 +654,53 @@ def targets(rows: list[dict[str, Any]]) -> list[Target]:
     if floor_bidi and ws_bidi:
         ratio = ws_bidi["ops_per_s"] / floor_bidi["ops_per_s"]
         found.append(("W3 streamed beats >= 0.9x floor bidi", f"{ratio:.2f}x", ratio >= 0.9))
+    floor_unary = _find(rows, "W3 heartbeats unary", "floor")
+    ws_unary = _find(rows, "W3 heartbeats unary", "workerstate")
+    if floor_unary and ws_unary:
+        ratio = ws_unary["ops_per_s"] / floor_unary["ops_per_s"]
+        found.append(("W3 unary beats >= 0.9x floor unary", f"{ratio:.2f}x", ratio >= 0.9))
+    return [*found, *_contention_targets(rows), *_fan_out_targets(rows)]
+
+
+def _contention_targets(rows: list[dict[str, Any]]) -> list[Target]:
+    """W2: every client gets its share (slowest/fastest), and nobody waits longer than etcd's
+    slowest."""
+    ours, etcd = _find(rows, "W2 contended", "workerstate"), _find(rows, "W2 contended", "etcd")
+    if not ours:
+        return []
+    fair = ours["slowest_vs_fastest"]
+    found = [("W2 slowest/fastest client's ok/s >= 0.8", f"{fair:.2f}", fair >= 0.8)]
+    if etcd:
+        worst, theirs = ours["max_ms"], etcd["max_ms"]
+        found.append(("W2 max latency <= etcd's", f"{worst} ms vs {theirs} ms", worst <= theirs))
     return found
+
+
+def _fan_out_targets(rows: list[dict[str, Any]]) -> list[Target]:
+    """W5 at 1,000 watchers: p50 and p99 at or below etcd's, every event delivered."""
+    fan = {
+        r["system"]: r
+        for r in rows
+        if r["workload"] == "W5 watch fan-out"
+        and r["params"].get("watchers") == 1000
+        and r.get("ops_per_s")
+    }
+    ours, etcd = fan.get("workerstate"), fan.get("etcd")
+    if not (ours and etcd):
+        return []
+    met = (
+        ours["p50_ms"] <= etcd["p50_ms"]
+        and ours["p99_ms"] <= etcd["p99_ms"]
+        and ours["every_event_delivered"]
+    )
+    return [
+        (
+            "W5 1,000 watchers p50 and p99 <= etcd's, every event delivered",
+            f"p50 {ours['p50_ms']} vs {etcd['p50_ms']} ms, p99 {ours['p99_ms']} vs "
+            f"{etcd['p99_ms']} ms, delivered={ours['every_event_delivered']}",
+            met,
+        )
+    ]
 
 
 # Each workload by name: what `--only` takes. The quick run is the first three.

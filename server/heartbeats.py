@@ -31,7 +31,7 @@ FLUSH_CHUNK = 250
 # not enough: a call needs several turns of the loop to go from the socket to the writer, and
 # a flush that queues its next commit as soon as the last one is answered takes every other
 # turn, so a transition arriving mid-flush waited for most of it (W8's probe, p99 2.2x idle).
-# With the pause it waits for one commit at most (1.0x to 1.4x idle in `python bench/fleet.py`).
+# With the pause it waits for one commit at most (1.0x to 1.3x idle in `python bench/fleet.py`).
 # Pauses are shortened so a flush ends within half the flush interval however large the fleet.
 FLUSH_PAUSE_S = 0.005
 

@@ -1,8 +1,9 @@
 """Last heartbeat per worker: kept in memory, written to the file in batches.
 
 A beat must not cost an fsync, so beats land here and a flusher hands the changed ones to the
-writer every flush interval (and at shutdown). A crash loses at most one interval of beat
-times, which only makes a worker look a little staler after restart; never a transition.
+writer every flush interval (and at shutdown). A crash loses at most one and a half intervals
+of beat times (a flush may take half of one), which only makes a worker look a little staler
+after restart; never a transition.
 
 The last beat's activity travels with its time: written behind in the same flush, loaded
 at start, and taken in from other daemons' beats. Changes to it are numbered, so a dashboard

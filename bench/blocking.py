@@ -58,7 +58,7 @@ class TypedFloor(pb_grpc.WorkerServiceServicer):
 
 async def serve(block: str, block_s: float) -> None:
     server = grpc.aio.server()
-    pb_grpc.add_WorkerServiceServicer_to_server(TypedFloor(block, block_s), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_WorkerServiceServicer_to_server(TypedFloor(block, block_s), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(f"serving typed floor on 127.0.0.1:{port}", flush=True)

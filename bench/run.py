@@ -649,16 +649,15 @@ def targets(rows: list[dict[str, Any]]) -> list[Target]:
     if busy:
         ratio = busy["p99_vs_idle"]
         found.append(("W4 GetWorker p99 under W1 <= 3x idle", f"{ratio:.2f}x", ratio <= 3.0))
-    floor_bidi = _find(rows, "W3 heartbeats stream", "floor")
-    ws_bidi = _find(rows, "W3 heartbeats stream", "workerstate")
-    if floor_bidi and ws_bidi:
-        ratio = ws_bidi["ops_per_s"] / floor_bidi["ops_per_s"]
-        found.append(("W3 streamed beats >= 0.9x floor bidi", f"{ratio:.2f}x", ratio >= 0.9))
-    floor_unary = _find(rows, "W3 heartbeats unary", "floor")
-    ws_unary = _find(rows, "W3 heartbeats unary", "workerstate")
-    if floor_unary and ws_unary:
-        ratio = ws_unary["ops_per_s"] / floor_unary["ops_per_s"]
-        found.append(("W3 unary beats >= 0.9x floor unary", f"{ratio:.2f}x", ratio >= 0.9))
+    for kind, goal in (
+        ("stream", "streamed beats >= 0.9x floor bidi"),
+        ("unary", "unary beats >= 0.9x floor unary"),
+    ):
+        floor_w3 = _find(rows, f"W3 heartbeats {kind}", "floor")
+        ws_w3 = _find(rows, f"W3 heartbeats {kind}", "workerstate")
+        if floor_w3 and ws_w3:
+            ratio = ws_w3["ops_per_s"] / floor_w3["ops_per_s"]
+            found.append((f"W3 {goal}", f"{ratio:.2f}x", ratio >= 0.9))
     return [*found, *_contention_targets(rows), *_fan_out_targets(rows)]
 
 

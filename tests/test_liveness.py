@@ -238,11 +238,16 @@ def test_thresholds_are_set_by_flags(make_daemon):
     assert level(daemon.stub, task_id) == L.STALE_LEVEL_WARN
 
 
-def test_a_fleets_flush_is_short_commits_and_keeps_what_failed():
+def _beating(workers: int) -> Heartbeats:
+    """Heartbeats with one unsaved beat from each of `workers` workers, w0 at 1000 ms on."""
     beats = Heartbeats({})
-    total = 2 * FLUSH_CHUNK + FLUSH_CHUNK // 2
-    for i in range(total):
+    for i in range(workers):
         beats.beat(f"w{i}", 1000 + i, "busy")
+    return beats
+
+
+def test_a_fleets_flush_is_short_commits_and_keeps_what_failed():
+    beats = _beating(2 * FLUSH_CHUNK + FLUSH_CHUNK // 2)
     written: list[tuple[int, bool]] = []
 
     async def save(job: SaveHeartbeats) -> int:
@@ -262,9 +267,7 @@ def test_a_fleets_flush_is_short_commits_and_keeps_what_failed():
 
 
 def test_a_flush_lets_other_calls_reach_the_writer_between_its_commits():
-    beats = Heartbeats({})
-    for i in range(3 * FLUSH_CHUNK):
-        beats.beat(f"w{i}", 1000 + i, "busy")
+    beats = _beating(3 * FLUSH_CHUNK)
     order: list[str] = []
 
     async def save(job: SaveHeartbeats) -> int:
@@ -285,9 +288,7 @@ def test_a_flush_lets_other_calls_reach_the_writer_between_its_commits():
 
 
 def test_a_worker_deleted_during_a_flush_does_not_get_its_beat_row_back():
-    beats = Heartbeats({})
-    for i in range(2 * FLUSH_CHUNK):
-        beats.beat(f"w{i}", 1000 + i, "busy")
+    beats = _beating(2 * FLUSH_CHUNK)
     saved: list[str] = []
 
     async def save(job: SaveHeartbeats) -> int:

@@ -540,19 +540,15 @@ class PostgresTransaction:
     async def commit(self, head: int) -> None:
         try:
             with _faults():
-                if head != self._position.head:
-                    self._position = replace(self._position, head=head)
-                    await self._conn.execute(
-                        f"WITH moved AS (UPDATE {SCHEMA}.meta SET head = $1 WHERE id = 1)"
-                        " SELECT pg_notify($2, $3)",
-                        head,
-                        CHANNEL,
-                        _payload(self._position),
-                    )
-                else:
-                    await self._conn.execute(
-                        "SELECT pg_notify($1, $2)", CHANNEL, _payload(self._position)
-                    )
+                # The head's move (none for an upkeep-only group) rides with the NOTIFY.
+                self._position = replace(self._position, head=head)
+                await self._conn.execute(
+                    f"WITH moved AS (UPDATE {SCHEMA}.meta SET head = $1"
+                    " WHERE id = 1 AND head <> $1) SELECT pg_notify($2, $3)",
+                    head,
+                    CHANNEL,
+                    _payload(self._position),
+                )
                 await self._transaction.commit()
                 self.locked_s = time.perf_counter() - self._locked_at
         finally:
